@@ -1,0 +1,45 @@
+"""Development tasks: ``nox -s lint typing tests`` is what CI runs."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typing", "tests"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+EXTRAS = ".[cli,fastapi,aiohttp]"
+
+
+def _group(name: str) -> list[str]:
+    return list(nox.project.dependency_groups(PYPROJECT, name))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install(*_group("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install(*_group("typing"), EXTRAS)
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite, against real servers on 127.0.0.1."""
+    session.install(*_group("test"), EXTRAS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Start the embedded collector, send events of every type, print what arrived."""
+    session.install(".[cli]")
+    session.run("htevents-async", "demo", *session.posargs)
