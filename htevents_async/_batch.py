@@ -1,0 +1,74 @@
+"""A batch of encoded events: what hooks receive, and the request body built from it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any, final
+
+from ._encoding import now_iso
+
+__all__ = ["Batch", "Entry", "body_envelope", "build_body"]
+
+#: A queued event: its encoded JSON, its message id, and its per-call callback.
+Entry = tuple[bytes, str, Any]
+
+
+@final
+class Batch:
+    """Events delivered, failed or dropped together, as hooks see them.
+
+    The events are kept as the exact JSON bytes sent; :attr:`messages` decodes
+    them on first use, so hooks that only count cost nothing.
+    """
+
+    __slots__ = ("_entries", "_messages")
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self._entries = entries
+        self._messages: list[dict[str, Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.messages)
+
+    def __repr__(self) -> str:
+        return f"<Batch of {len(self._entries)} events>"
+
+    @property
+    def message_ids(self) -> list[str]:
+        """The ``messageId`` of each event, in batch order."""
+        return [entry[1] for entry in self._entries]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Each event as the collector receives it (decoded JSON), in batch order."""
+        if self._messages is None:
+            self._messages = [json.loads(entry[0]) for entry in self._entries]
+        return self._messages
+
+    @property
+    def encoded(self) -> list[bytes]:
+        """Each event's JSON bytes exactly as sent."""
+        return [entry[0] for entry in self._entries]
+
+    @property
+    def entries(self) -> Sequence[Entry]:
+        """The queue entries behind the batch (internal use by the flusher)."""
+        return self._entries
+
+
+def body_envelope(write_key: str) -> tuple[bytes, bytes]:
+    """The fixed parts around the joined events, as ``(head, tail_after_sent_at)``.
+
+    ``sentAt`` is written per attempt, between the two parts, so that a retried
+    batch tells the collector when it was really sent.
+    """
+    return b'{"batch":[', b'","writeKey":' + json.dumps(write_key).encode() + b"}"
+
+
+def build_body(head: bytes, joined: bytes, tail: bytes) -> bytes:
+    """The request body: the joined events with a fresh ``sentAt``."""
+    return b"".join((head, joined, b'],"sentAt":"', now_iso().encode(), tail))

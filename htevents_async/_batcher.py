@@ -1,0 +1,322 @@
+"""The queue and the flusher task: batches close by count, bytes, age or flush request.
+
+Concurrency invariants (everything here runs on the client's event loop):
+
+* Every accepted event is counted in exactly one place at any time: in the
+  queue, in ``Counters.in_flight`` (from the moment the flusher takes it out of
+  the queue until its batch has an outcome), or in a final counter. Nothing
+  leaves ``in_flight`` without an outcome, a hook call and a callback.
+* ``_put_count`` counts events put in the queue, ``_handed_off`` those whose
+  batch has a delivery task (or was dropped). Both only grow and the queue is
+  FIFO, so ``flush()`` waits until ``_handed_off`` reaches the ``_put_count``
+  it saw, then waits for the delivery tasks that exist at that moment.
+* The flusher never awaits anything unbounded while it holds a batch other than
+  a free delivery slot; delivery tasks release their slot whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ._batch import Batch, Entry
+from ._config import Config
+from ._errors import DeliveryError, DroppedError, ShutdownError
+from ._hooks import HookRunner
+from ._logging import RateLimitedLog, logger
+from ._stats import Counters
+from ._transport import Outcome, Transport
+
+__all__ = ["Batcher"]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Batcher:
+    """Owns the bounded queue, the flusher task and the delivery tasks of one client."""
+
+    def __init__(
+        self,
+        config: Config,
+        transport: Transport,
+        counters: Counters,
+        hooks: HookRunner,
+        warnings: RateLimitedLog,
+    ) -> None:
+        self._config = config
+        self._transport = transport
+        self._counters = counters
+        self._hooks = hooks
+        self._warnings = warnings
+        self._loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Entry] = asyncio.Queue(config.max_queue_size)
+        self._slots = asyncio.Semaphore(config.max_concurrent_requests)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._put_count = 0
+        self._handed_off = 0
+        self._flush_target = 0
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # Set while the flusher waits for a partly filled batch to fill or age.
+        self._waiter: asyncio.Future[None] | None = None
+        # The batch the flusher is forming, and an event taken out of the queue
+        # that did not fit in it: both must be accounted for if it is cancelled.
+        self._forming: list[Entry] = []
+        self._carry: Entry | None = None
+        self._closing = False
+        self._envelope = transport.envelope_bytes
+        self._runner = self._loop.create_task(self._run(), name="htevents_async flusher")
+
+    # -- producers ---------------------------------------------------------
+
+    def offer(self, entry: Entry) -> bool:
+        """Queue ``entry`` if there is room; never waits."""
+        queue = self.queue
+        try:
+            queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            return False
+        self._put_count += 1
+        if self._waiter is not None and queue.qsize() >= self._config.max_batch_size:
+            self._wake()
+        return True
+
+    async def put(self, entry: Entry, timeout: float) -> bool:
+        """Queue ``entry``, waiting up to ``timeout`` seconds for room."""
+        if self.offer(entry):
+            return True
+        try:
+            await asyncio.wait_for(self.queue.put(entry), timeout)
+        except asyncio.TimeoutError:
+            return False
+        self._put_count += 1
+        return True
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            _resolve(waiter)
+
+    # -- the flusher ---------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._form_and_dispatch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A bug must not stop delivery for the life of the process; the
+                # batch in hand is reported, not lost.
+                logger.exception("htevents_async: flusher error; it keeps running")
+                if self._forming:
+                    self._finish(self._forming, DeliveryError(f"internal error: {exc!r}"))
+                    self._handed_off += len(self._forming)
+                    self._forming = []
+                    self._release_flush_waiters()
+
+    async def _form_and_dispatch(self) -> None:
+        config = self._config
+        queue = self.queue
+        counters = self._counters
+        max_size = config.max_batch_size
+        max_bytes = config.max_batch_bytes
+        if self._carry is not None:
+            first, self._carry = self._carry, None
+        else:
+            first = await queue.get()
+            counters.in_flight += 1
+        batch = self._forming = [first]
+        size = self._envelope + len(first[0])
+        deadline = self._loop.time() + config.flush_interval
+        while True:
+            while len(batch) < max_size:
+                try:
+                    entry = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                counters.in_flight += 1
+                size += len(entry[0]) + 1
+                if size > max_bytes:
+                    self._carry = entry
+                    break
+                batch.append(entry)
+            if (
+                self._carry is not None
+                or len(batch) >= max_size
+                or self._flush_target > self._handed_off
+                or self._closing
+            ):
+                break
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                break
+            # Sleep until the batch ages out, unless producers fill it or a
+            # flush asks for it first: no wake-up per event under a trickle.
+            waiter = self._waiter = self._loop.create_future()
+            timer = self._loop.call_later(remaining, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        await self._slots.acquire()
+        self._forming = []
+        joined = b",".join([entry[0] for entry in batch])
+        task = self._loop.create_task(self._deliver(batch, joined))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._handed_off += len(batch)
+        self._release_flush_waiters()
+
+    async def _deliver(self, batch: list[Entry], joined: bytes) -> None:
+        try:
+            outcome = await self._transport.deliver(joined)
+        except asyncio.CancelledError:
+            self._finish(batch, ShutdownError())
+            raise
+        except Exception as exc:
+            logger.exception("htevents_async: delivery error")
+            outcome = Outcome(DeliveryError(f"internal error: {exc!r}"), 0)
+        finally:
+            self._slots.release()
+        self._finish(batch, outcome.error)
+
+    def _finish(self, batch: list[Entry], error: DeliveryError | None) -> None:
+        """Count the batch's outcome and tell the hooks and callbacks."""
+        counters = self._counters
+        count = len(batch)
+        counters.in_flight -= count
+        config = self._config
+        wrapped = Batch(batch)
+        if error is None:
+            counters.delivered += count
+            counters.batches_delivered += 1
+            if config.on_success is not None:
+                self._hooks.call("on_success", config.on_success, wrapped)
+        else:
+            if isinstance(error, ShutdownError):
+                counters.drop("shutdown", count)
+            else:
+                counters.failed += count
+            counters.batches_failed += 1
+            self._warnings.log(
+                logging.ERROR,
+                f"failed:{type(error).__name__}",
+                "htevents_async: %d events not delivered: %s",
+                count,
+                error,
+            )
+            if config.on_failure is not None:
+                self._hooks.call("on_failure", config.on_failure, wrapped, error)
+        for entry in batch:
+            if entry[2] is not None:
+                self._hooks.call("callback", entry[2], entry[1], error)
+
+    # -- flush and close -------------------------------------------------------
+
+    def _release_flush_waiters(self) -> None:
+        if not self._flush_waiters:
+            return
+        keep = []
+        for target, future in self._flush_waiters:
+            if target <= self._handed_off:
+                _resolve(future)
+            elif not future.done():
+                keep.append((target, future))
+        self._flush_waiters = keep
+
+    @property
+    def pending(self) -> int:
+        """Events without an outcome: queued or in flight."""
+        return self.queue.qsize() + self._counters.in_flight
+
+    async def flush(self, timeout: float) -> int:
+        """Wait until every event queued before the call has an outcome; return those still
+        pending when ``timeout`` seconds have passed (0 when all are done)."""
+        loop = self._loop
+        deadline = loop.time() + timeout
+        # Thread-safe enqueues already handed to the loop land before the target is read.
+        await asyncio.sleep(0)
+        target = self._put_count
+        if self._handed_off < target:
+            future: asyncio.Future[None] = loop.create_future()
+            self._flush_waiters.append((target, future))
+            self._flush_target = max(self._flush_target, target)
+            self._wake()
+            await asyncio.wait({future}, timeout=max(deadline - loop.time(), 0))
+            if not future.done():
+                future.cancel()
+                return self.pending
+        tasks = set(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0))
+        return self.pending
+
+    async def close(self, timeout: float) -> int:
+        """Flush within ``timeout``, then drop what is left as ``shutdown``; return that count."""
+        loop = self._loop
+        deadline = loop.time() + timeout
+        self._closing = True
+        self._wake()
+        await self.flush(timeout)
+        dropped_before = self._counters.dropped.get("shutdown", 0)
+        self._runner.cancel()
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait({self._runner, *tasks})
+        leftovers = list(self._forming)
+        self._forming = []
+        if self._carry is not None:
+            leftovers.append(self._carry)
+            self._carry = None
+        self._counters.in_flight -= len(leftovers)
+        while True:
+            try:
+                leftovers.append(self.queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        if leftovers:
+            self.drop(leftovers, "shutdown")
+        for _, future in self._flush_waiters:
+            future.cancel()
+        await self._hooks.drain(max(deadline - loop.time(), 0.0))
+        return self._counters.dropped.get("shutdown", 0) - dropped_before
+
+    def drop(self, entries: list[Entry], reason: str) -> None:
+        """Count events dropped before delivery, warn (rate limited), call ``on_drop``."""
+        drop_entries(
+            entries, reason, self._counters, self._hooks, self._warnings, self._config.on_drop
+        )
+
+
+def drop_entries(
+    entries: list[Entry],
+    reason: str,
+    counters: Counters,
+    hooks: HookRunner,
+    warnings: RateLimitedLog,
+    on_drop: Callable[..., Any] | None,
+) -> None:
+    """Count, log and report events dropped for ``reason`` (also used before a batcher exists)."""
+    counters.drop(reason, len(entries))
+    warnings.log(
+        logging.WARNING,
+        f"drop:{reason}",
+        "htevents_async: dropped %d events (%s); %d dropped for this reason so far",
+        len(entries),
+        reason,
+        counters.dropped[reason],
+    )
+    if on_drop is not None:
+        hooks.call("on_drop", on_drop, Batch(entries), reason)
+    error = ShutdownError() if reason == "shutdown" else DroppedError(reason)
+    for entry in entries:
+        if entry[2] is not None:
+            hooks.call("callback", entry[2], entry[1], error)

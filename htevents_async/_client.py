@@ -1,0 +1,537 @@
+"""The client facade: the public methods, and the lifecycle around the batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import os
+import warnings
+import weakref
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, final
+
+import anyio
+import attrs
+import httpx
+
+from ._batch import Entry
+from ._batcher import Batcher, drop_entries
+from ._config import Config
+from ._encoding import Encoder
+from ._errors import (
+    ClientClosedError,
+    ClientStateError,
+    ConfigError,
+    ForkedClientError,
+    QueueFullError,
+    WrongEventLoopError,
+)
+from ._hooks import Callback, HookRunner
+from ._logging import RateLimitedLog, logger
+from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
+from ._stats import Counters, Statistics
+from ._transport import Attempt, Transport
+
+__all__ = ["Client"]
+
+_OPTION_NAMES = frozenset(field.name for field in attrs.fields(Config))
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+# Clients alive in this process, so a forked child can reset them (see _after_fork).
+_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+# Objects bound to the parent's event loop, kept so the child never garbage-collects
+# (and warns about) tasks that only ever ran in the parent.
+_inherited: list[object] = []
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_live_clients):
+        client._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@final
+class Client:
+    """Records events and delivers them in batches from a background task.
+
+    ::
+
+        async with htevents_async.Client(write_key) as events:
+            await events.track(user_id="123", event="Order completed",
+                               properties={"total": 29.99})
+
+    Options are the fields of :class:`Config`, as keywords or as ``config=``
+    (keywords then override it). ``http_client`` injects an ``httpx.AsyncClient``
+    for the requests; the client then neither configures nor closes it.
+
+    Every enqueue method validates and encodes the event at the call site,
+    raising :class:`MessageError` for bad input, and returns the message id.
+    Delivery problems never raise: they show in :meth:`statistics`, in the
+    ``htevents_async`` logger and in the ``on_failure``/``on_drop`` hooks.
+
+    The client binds to the event loop it is first used on. After ``os.fork()``
+    the child gets a fresh client on first use: events inherited from the
+    parent are dropped and counted as ``dropped["fork"]``.
+    """
+
+    def __init__(
+        self,
+        write_key: str,
+        *,
+        config: Config | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        **options: Any,
+    ) -> None:
+        if not isinstance(write_key, str) or not write_key:
+            raise ConfigError("write_key must be a non-empty str")
+        unknown = set(options) - _OPTION_NAMES
+        if unknown:
+            raise TypeError(
+                f"unknown Client option(s): {', '.join(sorted(unknown))}; "
+                f"see htevents_async.Config for the options"
+            )
+        if config is None:
+            config = Config(**options)
+        elif options:
+            config = attrs.evolve(config, **options)
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigError(f"http_client must be an httpx.AsyncClient, got {http_client!r}")
+        self._config = config
+        self._write_key = write_key
+        self._encoder = Encoder(config.max_message_bytes)
+        self._counters = Counters()
+        self._warnings = RateLimitedLog()
+        self._hooks = HookRunner(config.hook_timeout)
+        self._state = _State.UNOPENED
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batcher: Batcher | None = None
+        self._http = http_client
+        self._owns_http = http_client is None
+        self._forked_with_injected_http = False
+        self._close_task: asyncio.Task[int] | None = None
+        _live_clients.add(self)
+
+    @property
+    def config(self) -> Config:
+        """The options this client runs with."""
+        return self._config
+
+    def __repr__(self) -> str:
+        # Never the write key: reprs end up in logs and error reports.
+        return (
+            f"<htevents_async.Client {self._config.url} {self._state.value}, "
+            f"{self._pending()} pending>"
+        )
+
+    # -- recording events ------------------------------------------------------
+
+    async def identify(
+        self,
+        *,
+        user_id: Id | None = None,
+        anonymous_id: Id | None = None,
+        traits: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: dt.datetime | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        callback: Callback | None = None,
+    ) -> str:
+        """Record who the user is and what is known of them; returns the message id."""
+        message = Identify(
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            traits=traits,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+        message_id, blocked = self._submit(message, callback)
+        if blocked is not None:
+            await self._wait_for_room(blocked)
+        return message_id
+
+    async def track(
+        self,
+        *,
+        event: str,
+        user_id: Id | None = None,
+        anonymous_id: Id | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: dt.datetime | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        callback: Callback | None = None,
+    ) -> str:
+        """Record an action the user performed; returns the message id."""
+        message = Track(
+            event=event,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            properties=properties,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+        message_id, blocked = self._submit(message, callback)
+        if blocked is not None:
+            await self._wait_for_room(blocked)
+        return message_id
+
+    async def page(
+        self,
+        *,
+        user_id: Id | None = None,
+        anonymous_id: Id | None = None,
+        name: str | None = None,
+        category: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: dt.datetime | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        callback: Callback | None = None,
+    ) -> str:
+        """Record a web page view; returns the message id."""
+        message = Page(
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            name=name,
+            category=category,
+            properties=properties,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+        message_id, blocked = self._submit(message, callback)
+        if blocked is not None:
+            await self._wait_for_room(blocked)
+        return message_id
+
+    async def screen(
+        self,
+        *,
+        user_id: Id | None = None,
+        anonymous_id: Id | None = None,
+        name: str | None = None,
+        category: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: dt.datetime | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        callback: Callback | None = None,
+    ) -> str:
+        """Record a mobile or desktop screen view; returns the message id."""
+        message = Screen(
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            name=name,
+            category=category,
+            properties=properties,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+        message_id, blocked = self._submit(message, callback)
+        if blocked is not None:
+            await self._wait_for_room(blocked)
+        return message_id
+
+    async def group(
+        self,
+        *,
+        group_id: Id,
+        user_id: Id | None = None,
+        anonymous_id: Id | None = None,
+        traits: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: dt.datetime | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        callback: Callback | None = None,
+    ) -> str:
+        """Record that the user belongs to a group (company, team, account); returns the id."""
+        message = Group(
+            group_id=group_id,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            traits=traits,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+        message_id, blocked = self._submit(message, callback)
+        if blocked is not None:
+            await self._wait_for_room(blocked)
+        return message_id
+
+    async def alias(
+        self,
+        *,
+        previous_id: Id,
+        user_id: Id,
+        context: Mapping[str, Any] | None = None,
+        timestamp: dt.datetime | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        callback: Callback | None = None,
+    ) -> str:
+        """Record that ``previous_id`` and ``user_id`` are the same person; returns the id."""
+        message = Alias(
+            previous_id=previous_id,
+            user_id=user_id,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+        message_id, blocked = self._submit(message, callback)
+        if blocked is not None:
+            await self._wait_for_room(blocked)
+        return message_id
+
+    async def enqueue(self, message: Message, *, callback: Callback | None = None) -> str:
+        """Record a prepared message (:class:`Track`, :class:`Identify`, …); returns its id.
+
+        ``callback(message_id, error)`` is called once with the outcome: ``error``
+        is ``None`` when the collector accepted the event.
+        """
+        if not isinstance(message, Message) or type(message) is Message:
+            raise TypeError(
+                "enqueue() takes an Identify, Track, Page, Screen, Group or Alias, "
+                f"got {type(message).__name__}"
+            )
+        message_id, blocked = self._submit(message, callback)
+        if blocked is not None:
+            await self._wait_for_room(blocked)
+        return message_id
+
+    def enqueue_threadsafe(self, message: Message, *, callback: Callback | None = None) -> str:
+        """Record a message from any thread, without waiting on the event loop.
+
+        For sync code such as FastAPI ``def`` endpoints, which run in a thread
+        pool: the message is validated and encoded in the calling thread (errors
+        raise there), then handed to the loop. If the queue is full when it
+        arrives it is dropped and counted, whatever ``overflow`` says, since a
+        thread cannot wait on the loop. The client must have been started on
+        its loop (``async with``, or any awaited call) first.
+        """
+        loop = self._loop
+        if loop is None or self._state is not _State.OPENED:
+            if self._state is _State.CLOSED:
+                raise ClientClosedError("the client is closed; create a new one")
+            raise ClientStateError(
+                "the client has not started: enter `async with client` (or await any of "
+                "its methods) on its event loop before enqueue_threadsafe()"
+            )
+        message_id, data = self._encoder.encode(message)
+        try:
+            loop.call_soon_threadsafe(self._accept_handed_over, (data, message_id, callback))
+        except RuntimeError:
+            raise ClientClosedError("the client's event loop is closed") from None
+        return message_id
+
+    # -- the enqueue path ----------------------------------------------------------
+
+    def _submit(self, message: Message, callback: Callback | None) -> tuple[str, Entry | None]:
+        """Encode and queue ``message``; returns its id, and the entry if it must wait for room."""
+        batcher = self._batcher
+        if batcher is None or asyncio.get_running_loop() is not self._loop:
+            batcher = self._start()
+        message_id, data = self._encoder.encode(message)
+        entry: Entry = (data, message_id, callback)
+        if batcher is None:  # disabled: validated and encoded, then dropped by design
+            self._counters.accepted += 1
+            self._counters.drop("disabled")
+            return message_id, None
+        if batcher.offer(entry):
+            self._counters.accepted += 1
+            return message_id, None
+        if self._config.overflow == "wait":
+            return message_id, entry
+        self._counters.accepted += 1
+        batcher.drop([entry], "queue_full")
+        return message_id, None
+
+    async def _wait_for_room(self, entry: Entry) -> None:
+        batcher = self._batcher
+        if batcher is None:  # closed while the caller was on its way here
+            raise ClientClosedError("the client is closed; create a new one")
+        if not await batcher.put(entry, self._config.enqueue_timeout):
+            raise QueueFullError(
+                f"the queue stayed full ({self._config.max_queue_size} events) for "
+                f"enqueue_timeout ({self._config.enqueue_timeout} s); the event was not accepted"
+            )
+        self._counters.accepted += 1
+
+    def _accept_handed_over(self, entry: Entry) -> None:
+        """Runs on the loop: queue an entry encoded in another thread."""
+        self._counters.accepted += 1
+        batcher = self._batcher
+        if self._config.disable:
+            self._counters.drop("disabled")
+        elif batcher is None:
+            drop_entries([entry], "shutdown", self._counters, self._hooks, self._warnings, None)
+        elif not batcher.offer(entry):
+            batcher.drop([entry], "queue_full")
+
+    def _start(self) -> Batcher | None:
+        """Check the client may be used here and now, starting it on first use."""
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("the client is closed; create a new one")
+        if self._forked_with_injected_http:
+            raise ForkedClientError(
+                "this client was given an http_client before os.fork(); create the client "
+                "(and its http_client) in the child process instead"
+            )
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and loop is not self._loop:
+            raise WrongEventLoopError(
+                "this client is bound to another event loop; create one client per loop"
+            )
+        self._loop = loop
+        self._state = _State.OPENED
+        if self._config.disable:
+            return None
+        if self._batcher is None:
+            if self._http is None:
+                self._http = httpx.AsyncClient(
+                    timeout=self._config.request_timeout,
+                    limits=httpx.Limits(
+                        max_connections=self._config.max_concurrent_requests,
+                        max_keepalive_connections=self._config.max_concurrent_requests,
+                    ),
+                )
+            transport = Transport(
+                self._http, self._config, self._write_key, on_attempt=self._count_attempt
+            )
+            self._batcher = Batcher(
+                self._config, transport, self._counters, self._hooks, self._warnings
+            )
+        return self._batcher
+
+    def _count_attempt(self, attempt: Attempt) -> None:
+        counters = self._counters
+        counters.requests += 1
+        counters.bytes_sent += attempt.body_bytes
+        if attempt.retry:
+            counters.retries += 1
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def flush(self, timeout: float | None = None) -> int:
+        """Wait until every event recorded before the call has an outcome.
+
+        Returns how many events are still pending when ``timeout`` seconds
+        (default ``Config.flush_timeout``) have passed, ``0`` when all are done.
+        Never raises for delivery problems.
+        """
+        batcher = self._batcher
+        if batcher is None:
+            return 0
+        if asyncio.get_running_loop() is not self._loop:
+            raise WrongEventLoopError("flush() must run on the loop the client is bound to")
+        return await batcher.flush(self._config.flush_timeout if timeout is None else timeout)
+
+    async def aclose(self, timeout: float | None = None) -> int:
+        """Stop accepting events, deliver what is pending, and release the connections.
+
+        Waits at most ``timeout`` seconds (default ``Config.shutdown_timeout``),
+        interrupting requests and backoff sleeps at the deadline. Returns the
+        number of events dropped as ``shutdown``. Safe to call more than once.
+        """
+        if self._close_task is not None:
+            return await asyncio.shield(self._close_task)
+        if self._state is _State.CLOSED:
+            return 0
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            raise WrongEventLoopError("aclose() must run on the loop the client is bound to")
+        self._state = _State.CLOSED
+        batcher, self._batcher = self._batcher, None
+        limit = self._config.shutdown_timeout if timeout is None else timeout
+        self._close_task = asyncio.get_running_loop().create_task(self._close(batcher, limit))
+        return await asyncio.shield(self._close_task)
+
+    async def _close(self, batcher: Batcher | None, timeout: float) -> int:
+        dropped = 0 if batcher is None else await batcher.close(timeout)
+        if self._owns_http and self._http is not None:
+            # Closing sockets is quick; the bound only guards against a stuck peer.
+            with anyio.move_on_after(1.0):
+                await self._http.aclose()
+        if dropped:
+            logger.warning(
+                "htevents_async: closed with %d events undelivered (shutdown_timeout %.1f s)",
+                dropped,
+                timeout,
+            )
+        return dropped
+
+    def statistics(self) -> Statistics:
+        """A snapshot of the delivery counters (see :class:`Statistics`)."""
+        batcher = self._batcher
+        return self._counters.snapshot(0 if batcher is None else batcher.queue.qsize())
+
+    def _pending(self) -> int:
+        batcher = self._batcher
+        return 0 if batcher is None else batcher.pending
+
+    def _reset_after_fork(self) -> None:
+        """Runs in a forked child: forget the parent's loop, tasks and connections."""
+        if self._batcher is not None:
+            inherited = self._batcher.pending
+            _inherited.append(self._batcher)
+            self._batcher = None
+            self._counters.in_flight = 0
+            if inherited:
+                self._counters.drop("fork", inherited)
+        if self._http is not None:
+            if self._owns_http:
+                _inherited.append(self._http)
+                self._http = None
+            else:
+                self._forked_with_injected_http = True
+        self._loop = None
+        self._close_task = None
+        if self._state is _State.OPENED:
+            self._state = _State.UNOPENED
+
+    def __del__(self) -> None:
+        pending = self._pending() if hasattr(self, "_batcher") else 0
+        if pending and self._state is not _State.CLOSED:
+            warnings.warn(
+                f"htevents_async.Client was garbage-collected with {pending} events not "
+                "delivered; use `async with` or `await client.aclose()`",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )

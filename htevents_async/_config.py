@@ -1,0 +1,211 @@
+"""Client configuration: one frozen, validated object holding every option."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, Literal, final
+
+import attrs
+
+from ._errors import ConfigError
+from ._hooks import OnDrop, OnFailure, OnSuccess
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Config"]
+
+#: Hightouch's US events endpoint.
+DEFAULT_HOST = "https://us-east-1.hightouch-events.com"
+#: The Segment-spec batch path.
+DEFAULT_PATH = "/v1/batch"
+
+# Room the batch envelope needs around the messages: '{"batch":[', '],"sentAt":"…",
+# "writeKey":"…"}'. The write key is added per client, this is the fixed part.
+ENVELOPE_BYTES = 64
+
+
+def _seconds(value: float | dt.timedelta) -> float:
+    # timedelta is accepted wherever seconds are, so ``timedelta(minutes=1)`` reads naturally.
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return value
+
+
+def _fail(attribute: attrs.Attribute[Any], requirement: str, value: object) -> ConfigError:
+    return ConfigError(f"Config.{attribute.name} must be {requirement}, got {value!r}")
+
+
+def _int_at_least(minimum: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise _fail(attribute, f"an int >= {minimum}", value)
+
+    return check
+
+
+def _seconds_at_least(
+    minimum: float, *, strict: bool = False
+) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and value == value and value != float("inf")  # reject NaN and infinity
+        ok = ok and (value > minimum if strict else value >= minimum)
+        if not ok:
+            relation = ">" if strict else ">="
+            raise _fail(attribute, f"a finite number of seconds {relation} {minimum}", value)
+
+    return check
+
+
+def _bool(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _fail(attribute, "a bool", value)
+
+
+def _optional_callable(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not callable(value):
+        raise _fail(attribute, "a callable or None", value)
+
+
+def _url_part(prefix: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, str) or not value.startswith(prefix):
+            raise _fail(attribute, f"a str starting with {prefix!r}", value)
+
+    return check
+
+
+def _host(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise _fail(attribute, "an http:// or https:// URL", value)
+
+
+def _overflow(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in ("drop", "wait"):
+        raise _fail(attribute, "'drop' or 'wait'", value)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Config:
+    """Every option of :class:`~htevents_async.Client`, validated once.
+
+    Pass the fields as keyword arguments to ``Client(write_key, **options)``, or
+    build a ``Config`` and pass it whole as ``Client(write_key, config=config)``.
+    Durations are seconds (``float``) and also accept :class:`datetime.timedelta`.
+    A bad value raises :class:`~htevents_async.ConfigError` naming the option.
+    """
+
+    host: str = attrs.field(default=DEFAULT_HOST, validator=_host)
+    """Scheme and authority of the collector, e.g. ``http://127.0.0.1:8787``."""
+
+    path: str = attrs.field(default=DEFAULT_PATH, validator=_url_part("/"))
+    """Path of the batch endpoint."""
+
+    max_batch_size: int = attrs.field(default=100, validator=_int_at_least(1))
+    """Most events in one request (Node.js ``maxEventsInBatch``)."""
+
+    max_batch_bytes: int = attrs.field(default=475_000, validator=_int_at_least(1024))
+    """Most bytes in one request body, measured before compression."""
+
+    max_message_bytes: int = attrs.field(default=32 * 1024, validator=_int_at_least(64))
+    """Most bytes one encoded message may take; larger ones are refused at the call site."""
+
+    flush_interval: float = attrs.field(
+        default=1.0, converter=_seconds, validator=_seconds_at_least(0.0)
+    )
+    """Seconds the oldest queued event may wait before its batch is sent (Node.js
+    ``flushInterval``). ``0`` sends as soon as the queue runs empty."""
+
+    max_queue_size: int = attrs.field(default=10_000, validator=_int_at_least(1))
+    """Most events waiting to be sent; what happens past it is ``overflow``."""
+
+    overflow: Literal["drop", "wait"] = attrs.field(default="drop", validator=_overflow)
+    """When the queue is full: ``"drop"`` the new event (counted, warned, ``on_drop``
+    called) or ``"wait"`` for room up to ``enqueue_timeout``, then raise
+    :class:`~htevents_async.QueueFullError`."""
+
+    enqueue_timeout: float = attrs.field(
+        default=5.0, converter=_seconds, validator=_seconds_at_least(0.0)
+    )
+    """Seconds an enqueue may wait for room with ``overflow="wait"``."""
+
+    max_retries: int = attrs.field(default=10, validator=_int_at_least(0))
+    """Retries per batch after the first attempt (Node.js ``maxRetries``)."""
+
+    max_retry_time: float = attrs.field(
+        default=60.0, converter=_seconds, validator=_seconds_at_least(0.0)
+    )
+    """Seconds a batch may spend retrying, counted from its first attempt."""
+
+    backoff_initial: float = attrs.field(
+        default=0.5, converter=_seconds, validator=_seconds_at_least(0.0)
+    )
+    """Backoff ceiling of the first retry; it doubles per retry, with full jitter."""
+
+    backoff_max: float = attrs.field(
+        default=30.0, converter=_seconds, validator=_seconds_at_least(0.0)
+    )
+    """Largest backoff between two attempts."""
+
+    retry_after_max: float = attrs.field(
+        default=60.0, converter=_seconds, validator=_seconds_at_least(0.0)
+    )
+    """Largest ``Retry-After`` honoured; longer ones are cut to this."""
+
+    request_timeout: float = attrs.field(
+        default=10.0, converter=_seconds, validator=_seconds_at_least(0.0, strict=True)
+    )
+    """Seconds one HTTP request may take (Node.js ``httpRequestTimeout``)."""
+
+    max_concurrent_requests: int = attrs.field(default=4, validator=_int_at_least(1))
+    """Batches in flight at once, so that one slow or retrying batch does not stall the rest."""
+
+    gzip: bool = attrs.field(default=True, validator=_bool)
+    """Compress request bodies (``Content-Encoding: gzip``)."""
+
+    disable: bool = attrs.field(default=False, validator=_bool)
+    """Validate and encode every event, then drop it without any network (Node.js
+    ``disable``); counted under ``dropped["disabled"]``."""
+
+    shutdown_timeout: float = attrs.field(
+        default=5.0, converter=_seconds, validator=_seconds_at_least(0.0)
+    )
+    """Seconds leaving ``async with`` (or ``aclose()`` without a timeout) may take."""
+
+    flush_timeout: float = attrs.field(
+        default=10.0, converter=_seconds, validator=_seconds_at_least(0.0)
+    )
+    """Seconds ``flush()`` waits when called without a timeout."""
+
+    hook_timeout: float = attrs.field(
+        default=5.0, converter=_seconds, validator=_seconds_at_least(0.0, strict=True)
+    )
+    """Seconds an async hook or callback may run before it is cancelled and logged."""
+
+    on_success: OnSuccess | None = attrs.field(default=None, validator=_optional_callable)
+    """Called with each delivered :class:`~htevents_async.Batch` (sync or async)."""
+
+    on_failure: OnFailure | None = attrs.field(default=None, validator=_optional_callable)
+    """Called with each undeliverable batch and its :class:`~htevents_async.DeliveryError`."""
+
+    on_drop: OnDrop | None = attrs.field(default=None, validator=_optional_callable)
+    """Called with events dropped before any attempt, and the reason (``"queue_full"``,
+    ``"disabled"``, ``"shutdown"``, ``"fork"``)."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_batch_size > self.max_queue_size:
+            raise ConfigError(
+                f"Config.max_batch_size ({self.max_batch_size}) must not exceed "
+                f"Config.max_queue_size ({self.max_queue_size})"
+            )
+        if self.max_message_bytes + ENVELOPE_BYTES > self.max_batch_bytes:
+            raise ConfigError(
+                f"Config.max_message_bytes ({self.max_message_bytes}) must leave "
+                f"{ENVELOPE_BYTES} bytes of room in Config.max_batch_bytes "
+                f"({self.max_batch_bytes})"
+            )
+
+    @property
+    def url(self) -> str:
+        """The full batch endpoint URL."""
+        return self.host.rstrip("/") + self.path

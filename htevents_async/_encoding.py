@@ -1,0 +1,217 @@
+"""Turns a message into the JSON bytes sent on the wire, once, at the call site.
+
+The value rules: ``datetime`` → ISO-8601 in UTC (naive means UTC), ``date`` →
+ISO date, ``Decimal`` → number, ``UUID`` → string, ``Enum`` → its value,
+``set``/``frozenset``/``tuple`` → array, NaN and ±Infinity → ``null``, attrs
+classes and dataclasses → objects, other mappings → objects. Anything else is
+a :class:`~htevents_async.MessageTypeError` naming the key path.
+
+The common case costs one C-accelerated ``json`` call. Only when it fails (an
+unknown type, a non-finite float, a circular reference) does a pure-Python walk
+find the key path for the error, or rebuild the value with the rules applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import json
+import math
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._context import current_context
+from ._errors import MessageTooLargeError, MessageTypeError
+from ._messages import Message
+from ._version import __version__
+
+__all__ = ["Encoder", "format_datetime", "new_message_id", "now_iso"]
+
+LIBRARY = {"name": "htevents-async", "version": __version__}
+
+_UTC = dt.timezone.utc
+_getrandbits = random.getrandbits
+# uuid4 layout: version nibble 4, variant bits 10.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_message_id() -> str:
+    """A random UUID4 string.
+
+    Four times cheaper than ``str(uuid.uuid4())``: the ids need uniqueness, not
+    secrecy, and ``random`` is reseeded in forked children.
+    """
+    h = "%032x" % ((_getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# (second, "YYYY-MM-DDTHH:MM:SS") swapped as one tuple so threads never pair a
+# second with another second's prefix.
+_second_prefix: tuple[int, str] = (-1, "")
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO-8601 with milliseconds and ``Z``."""
+    global _second_prefix
+    now = time.time()
+    second = int(now)
+    cached_second, prefix = _second_prefix
+    if second != cached_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_prefix = (second, prefix)
+    return f"{prefix}.{int((now - second) * 1000):03d}Z"
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """ISO-8601 in UTC with a ``Z``; naive datetimes are taken to be UTC."""
+    value = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+    return value.replace(tzinfo=None).isoformat() + "Z"
+
+
+def _convert(value: Any) -> Any:
+    """One non-JSON value to a JSON-ready one, or ``TypeError`` if the rules have none."""
+    if isinstance(value, dt.datetime):
+        return format_datetime(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if attrs.has(type(value)):
+        return {a.name: getattr(value, a.name) for a in attrs.fields(type(value))}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_fast_encode = json.JSONEncoder(
+    separators=(",", ":"), allow_nan=False, default=_convert, check_circular=True
+).encode
+_plain_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+_JSON_SCALARS = (str, int, bool, type(None))
+
+
+def _normalise(value: Any, path: str, seen: set[int]) -> Any:
+    """Rebuild ``value`` from JSON types only, raising with the key path where it cannot."""
+    if isinstance(value, _JSON_SCALARS):
+        return _normalise(value.value, path, seen) if isinstance(value, enum.Enum) else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if not isinstance(value, (dict, list, tuple)):
+        try:
+            converted = _convert(value)
+        except TypeError:
+            raise MessageTypeError(
+                f"{path} has a value of type {type(value).__qualname__}, which has no JSON "
+                "form (use str, int, float, bool, None, dict, list, datetime, date, Decimal, "
+                "UUID, Enum, set, tuple, an attrs class or a dataclass)"
+            ) from None
+        return _normalise(converted, path, seen)
+    marker = id(value)
+    if marker in seen:
+        raise MessageTypeError(f"{path} is a circular reference")
+    seen.add(marker)
+    try:
+        if not isinstance(value, dict):
+            return [_normalise(item, f"{path}[{i}]", seen) for i, item in enumerate(value)]
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(key, str):
+                name = key
+            elif isinstance(key, (int, float)) or key is None:
+                name = _plain_encode(key)  # the key json itself would have written
+            else:
+                raise MessageTypeError(
+                    f"{path} has a key of type {type(key).__qualname__} ({key!r}); "
+                    "keys must be str, int, float, bool or None"
+                )
+            result[name] = _normalise(item, f"{path}[{key!r}]", seen)
+        return result
+    finally:
+        seen.discard(marker)
+
+
+# Wire names back to the keyword names users wrote, for error paths.
+_FIELD_NAMES = {
+    "userId": "user_id",
+    "anonymousId": "anonymous_id",
+    "groupId": "group_id",
+    "previousId": "previous_id",
+    "messageId": "message_id",
+}
+
+
+def _to_json(wire: dict[str, Any], owner: str) -> str:
+    try:
+        return _fast_encode(wire)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    # A rule the fast path cannot apply (NaN to null), or a real error to name.
+    try:
+        clean = {
+            key: _normalise(value, f"{owner}.{_FIELD_NAMES.get(key, key)}", set())
+            for key, value in wire.items()
+        }
+    except RecursionError:
+        raise MessageTypeError(f"{owner} is nested too deeply to encode") from None
+    return _plain_encode(clean)
+
+
+class Encoder:
+    """Encodes messages for one client: its library context and size limit."""
+
+    __slots__ = ("_max_bytes",)
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._max_bytes = max_message_bytes
+
+    def encode(self, message: Message) -> tuple[str, bytes]:
+        """Return ``(message_id, json_bytes)``, or raise a :class:`MessageError`."""
+        message_id = message.message_id or new_message_id()
+        timestamp = message.timestamp
+        wire: dict[str, Any] = {
+            "type": message.type,
+            "messageId": message_id,
+            "timestamp": now_iso() if timestamp is None else format_datetime(timestamp),
+        }
+        if message.user_id is not None:
+            wire["userId"] = message.user_id
+        if message.anonymous_id is not None:
+            wire["anonymousId"] = message.anonymous_id
+        elif message.user_id is None:
+            wire["anonymousId"] = new_message_id()
+        for key, value in message._payload().items():
+            if value is not None:
+                wire[key] = value
+        scoped = current_context()
+        if scoped is None and message.context is None:
+            wire["context"] = {"library": LIBRARY}
+        else:
+            # Explicit context wins over scoped context, which wins over ours.
+            wire["context"] = {"library": LIBRARY, **(scoped or {}), **(message.context or {})}
+        wire["integrations"] = message.integrations if message.integrations is not None else {}
+        data = _to_json(wire, type(message).__name__).encode()
+        if len(data) > self._max_bytes:
+            raise MessageTooLargeError(
+                f"{type(message).__name__} encodes to {len(data)} bytes, over "
+                f"max_message_bytes ({self._max_bytes})"
+            )
+        return message_id, data
