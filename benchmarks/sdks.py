@@ -1,0 +1,389 @@
+"""One adapter per SDK under test: how to open it, call it N times, flush it and close it.
+
+Every adapter sends the same message: a track call ``Order completed`` for one of 1,000
+user ids, with a fresh three-key properties dict per call (as application code builds
+one per request). Each adapter writes the call loop itself, in the SDK's own idiom, so
+no shared wrapper adds a function call per event to some SDKs and not to others.
+
+Queues are sized so that nothing is dropped (``Settings.max_queue``), batches hold 100
+events wherever that is configurable, and the flush interval is 0.5 s (the Python
+peers' default) so that no SDK waits for a timer the others do not.
+
+Imports of the SDKs happen inside the adapters: the runner lists adapters whose SDK is
+not installed without importing anything, and each benchmark process imports only
+the SDK it measures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+EVENT = "Order completed"
+USER_IDS = [f"user-{i}" for i in range(1000)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every adapter is told about the run."""
+
+    host: str
+    """Collector base URL, e.g. ``http://127.0.0.1:40123``."""
+    write_key: str = "bench-write-key"
+    gzip: bool = False
+    """Compress request bodies, for SDKs that can."""
+    max_queue: int = 200_000
+    """Queue capacity: larger than any run, so that no SDK drops events."""
+    batch_size: int = 100
+    flush_interval: float = 0.5
+    """Seconds; the Python peers' default age limit of a partial batch."""
+    flush_timeout: float = 300.0
+    """Seconds an awaited flush may take before the benchmark gives up."""
+
+
+class Adapter(ABC):
+    """Common description of an SDK under test."""
+
+    name: ClassVar[str]
+    """Short name used on the command line (``--sdks``)."""
+    label: ClassVar[str]
+    """Name and version shown in tables."""
+    distribution: ClassVar[str | None] = None
+    """PyPI distribution whose installed version goes into the label."""
+    module: ClassVar[str]
+    """Import name whose absence means the SDK is not installed."""
+    is_peer: ClassVar[bool] = True
+    """Third-party SDKs; the ratio columns compare against the best of them."""
+    supports_gzip: ClassVar[bool] = True
+
+    def missing(self) -> str | None:
+        """Why this adapter cannot run here, or ``None`` if it can."""
+        if importlib.util.find_spec(self.module.split(".")[0]) is None:
+            return f"{self.module} is not installed"
+        return None
+
+    def describe(self) -> str:
+        """The label with the installed version, when it can be read cheaply."""
+        if self.distribution is None:
+            return self.label
+        from importlib import metadata
+
+        try:
+            return f"{self.label} {metadata.version(self.distribution)}"
+        except metadata.PackageNotFoundError:
+            return self.label
+
+
+class ThreadAdapter(Adapter):
+    """An SDK whose calls are plain functions and whose sending runs in threads."""
+
+    kind: ClassVar[str] = "thread"
+
+    @abstractmethod
+    def open(self, settings: Settings) -> None:
+        """Create the client."""
+
+    @abstractmethod
+    def calls(self, start: int, count: int) -> None:
+        """Make ``count`` track calls, numbered from ``start``."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Block until everything queued was sent (or given up on)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop background threads."""
+
+    def statistics(self) -> dict[str, Any]:
+        """SDK-reported counters, if it has any."""
+        return {}
+
+
+class AsyncAdapter(Adapter):
+    """An SDK used from coroutines, sending from tasks in the same event loop."""
+
+    kind: ClassVar[str] = "async"
+
+    @abstractmethod
+    async def open(self, settings: Settings) -> None:
+        """Create the client (inside the running loop)."""
+
+    @abstractmethod
+    async def calls(self, start: int, count: int) -> None:
+        """Make ``count`` track calls, numbered from ``start``."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Wait until everything queued was sent (or given up on)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close the client."""
+
+    def statistics(self) -> dict[str, Any]:
+        """SDK-reported counters, if it has any."""
+        return {}
+
+
+class _SegmentFamily(ThreadAdapter):
+    """Hightouch, Segment and RudderStack share one client shape (the Segment lineage)."""
+
+    client_path: ClassVar[str]
+    client: Any
+
+    def open(self, settings: Settings) -> None:
+        module_name, _, class_name = self.client_path.rpartition(".")
+        client_class = getattr(importlib.import_module(module_name), class_name)
+        self.client = client_class(
+            write_key=settings.write_key,
+            host=settings.host,
+            max_queue_size=settings.max_queue,
+            gzip=settings.gzip,
+            upload_size=settings.batch_size,
+            upload_interval=settings.flush_interval,
+        )
+
+    def calls(self, start: int, count: int) -> None:
+        track, users = self.client.track, USER_IDS
+        for i in range(start, start + count):
+            track(
+                user_id=users[i % 1000],
+                event=EVENT,
+                properties={"total": 29.99, "currency": "USD", "index": i},
+            )
+
+    def flush(self) -> None:
+        self.client.flush()
+
+    def close(self) -> None:
+        self.client.join()
+
+
+class Hightouch(_SegmentFamily):
+    """Hightouch's Python SDK (``events-sdk-python``, import ``hightouch.htevents``)."""
+
+    name = "hightouch"
+    label = "events-sdk-python"
+    distribution = "events-sdk-python"
+    module = "hightouch.htevents"
+    client_path = "hightouch.htevents.Client"
+
+
+class Segment(_SegmentFamily):
+    """Segment's Python SDK (``segment-analytics-python``, import ``segment.analytics``)."""
+
+    name = "segment"
+    label = "segment-analytics-python"
+    distribution = "segment-analytics-python"
+    module = "segment.analytics"
+    client_path = "segment.analytics.Client"
+
+
+class Rudder(_SegmentFamily):
+    """RudderStack's Python SDK (``rudder-sdk-python``, import ``rudderstack.analytics``)."""
+
+    name = "rudder"
+    label = "rudder-sdk-python"
+    distribution = "rudder-sdk-python"
+    module = "rudderstack.analytics"
+    client_path = "rudderstack.analytics.Client"
+
+
+class PostHogThreads(ThreadAdapter):
+    """PostHog's classic client: ``capture()`` queues, a consumer thread sends."""
+
+    name = "posthog"
+    label = "posthog (threads)"
+    distribution = "posthog"
+    module = "posthog"
+    client: Any
+
+    def open(self, settings: Settings) -> None:
+        from posthog import Posthog
+
+        self.client = Posthog(
+            settings.write_key,
+            host=settings.host,
+            max_queue_size=settings.max_queue,
+            flush_at=settings.batch_size,
+            flush_interval=settings.flush_interval,
+            gzip=settings.gzip,
+        )
+
+    def calls(self, start: int, count: int) -> None:
+        capture, users = self.client.capture, USER_IDS
+        for i in range(start, start + count):
+            capture(
+                EVENT,
+                distinct_id=users[i % 1000],
+                properties={"total": 29.99, "currency": "USD", "index": i},
+            )
+
+    def flush(self) -> None:
+        self.client.flush(timeout_seconds=None)
+
+    def close(self) -> None:
+        self.client.shutdown()
+
+
+class PostHogAsync(AsyncAdapter):
+    """PostHog's ``AsyncClient``: ``capture()`` is a plain call, sending runs in tasks."""
+
+    name = "posthog-async"
+    label = "posthog AsyncClient"
+    distribution = "posthog"
+    module = "posthog"
+    client: Any
+
+    def missing(self) -> str | None:
+        """Older posthog releases have no ``AsyncClient``."""
+        reason = super().missing()
+        if reason is None and not hasattr(importlib.import_module("posthog"), "AsyncClient"):
+            reason = "this posthog release has no AsyncClient"
+        return reason
+
+    async def open(self, settings: Settings) -> None:
+        from posthog import AsyncClient
+
+        self.client = AsyncClient(
+            settings.write_key,
+            host=settings.host,
+            max_queue_size=settings.max_queue,
+            flush_at=settings.batch_size,
+            flush_interval=settings.flush_interval,
+            gzip=settings.gzip,
+        )
+        self._flush_timeout = settings.flush_timeout
+
+    async def calls(self, start: int, count: int) -> None:
+        # capture() is synchronous in this client; it is still called from the coroutine.
+        capture, users = self.client.capture, USER_IDS
+        for i in range(start, start + count):
+            capture(
+                EVENT,
+                distinct_id=users[i % 1000],
+                properties={"total": 29.99, "currency": "USD", "index": i},
+            )
+
+    async def flush(self) -> None:
+        await self.client.flush(timeout_seconds=self._flush_timeout)
+
+    async def close(self) -> None:
+        await self.client.shutdown()
+
+
+class Naive(AsyncAdapter):
+    """The naive asyncio sender in ``naive.py``: the floor any SDK is compared with."""
+
+    name = "naive"
+    label = "naive asyncio sender"
+    module = "httpx"
+    is_peer = False
+    sender: Any
+
+    async def open(self, settings: Settings) -> None:
+        from naive import NaiveSender
+
+        self.sender = NaiveSender(
+            settings.host,
+            settings.write_key,
+            batch_size=settings.batch_size,
+            compress=settings.gzip,
+        )
+
+    async def calls(self, start: int, count: int) -> None:
+        track, users = self.sender.track, USER_IDS
+        for i in range(start, start + count):
+            await track(
+                user_id=users[i % 1000],
+                event=EVENT,
+                properties={"total": 29.99, "currency": "USD", "index": i},
+            )
+
+    async def flush(self) -> None:
+        await self.sender.flush()
+
+    async def close(self) -> None:
+        await self.sender.aclose()
+
+    def statistics(self) -> dict[str, Any]:
+        """Batches answered 2xx and batches lost."""
+        return {
+            "sent_batches": self.sender.sent_batches,
+            "failed_batches": self.sender.failed_batches,
+        }
+
+
+class HteventsAsync(AsyncAdapter):
+    """This project's SDK, used as DESIGN.md section 2 describes."""
+
+    name = "htevents_async"
+    label = "htevents-async"
+    distribution = "htevents-async"
+    module = "htevents_async"
+    is_peer = False
+    client: Any
+
+    def missing(self) -> str | None:
+        """The package may be importable before its ``Client`` exists."""
+        reason = super().missing()
+        if reason is None and not hasattr(importlib.import_module("htevents_async"), "Client"):
+            reason = "htevents_async has no Client yet"
+        return reason
+
+    async def open(self, settings: Settings) -> None:
+        import htevents_async
+
+        self.client = htevents_async.Client(
+            settings.write_key,
+            host=settings.host,
+            max_queue_size=settings.max_queue,
+            max_batch_size=settings.batch_size,
+            gzip=settings.gzip,
+            flush_interval=settings.flush_interval,
+        )
+        await self.client.__aenter__()
+        self._flush_timeout = settings.flush_timeout
+
+    async def calls(self, start: int, count: int) -> None:
+        track, users = self.client.track, USER_IDS
+        for i in range(start, start + count):
+            await track(
+                user_id=users[i % 1000],
+                event=EVENT,
+                properties={"total": 29.99, "currency": "USD", "index": i},
+            )
+
+    async def flush(self) -> None:
+        await self.client.flush(timeout=self._flush_timeout)
+
+    async def close(self) -> None:
+        await self.client.__aexit__(None, None, None)
+
+    def statistics(self) -> dict[str, Any]:
+        """The client's own ``statistics()``, as a plain dict."""
+        import attrs
+
+        stats = self.client.statistics()
+        if attrs.has(type(stats)):
+            return attrs.asdict(stats)
+        return {"repr": repr(stats)}
+
+
+ADAPTERS: dict[str, type[Adapter]] = {
+    adapter.name: adapter
+    for adapter in (
+        HteventsAsync,
+        Naive,
+        Hightouch,
+        Segment,
+        Rudder,
+        PostHogThreads,
+        PostHogAsync,
+    )
+}
+"""Every adapter, by command-line name, in table order."""
