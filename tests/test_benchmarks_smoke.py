@@ -1,0 +1,119 @@
+"""The benchmark harness runs end to end on a tiny N; it asserts delivery, never timings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The collector is served by uvicorn and the naive sender posts with httpx; without
+# them the harness cannot run at all, which is a reason to skip, not to fail.
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+N = 200
+SDKS = ("naive", "htevents_async")
+SCENARIOS = ("throughput", "backlog", "eventloop", "fault", "gzip")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One quick run of the naive sender and htevents_async, every scenario."""
+    output = tmp_path_factory.mktemp("bench") / "results.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(RUNNER),
+            "--quick",
+            "--n",
+            str(N),
+            "--sdks",
+            ",".join(SDKS),
+            # Every 2nd upload fails, so that 200 events (two batches) meet a 500.
+            "--fail-every",
+            "2",
+            "--json",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    document: dict[str, Any] = json.loads(output.read_text())
+    document["stdout"] = completed.stdout
+    return document
+
+
+def _run(results: dict[str, Any], sdk: str, scenario: str) -> dict[str, Any]:
+    matches = [r for r in results["runs"] if r["sdk"] == sdk and r["scenario"] == scenario]
+    assert len(matches) == 1, (sdk, scenario, matches)
+    return matches[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sdk", SDKS)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_run_completes(results: dict[str, Any], sdk: str, scenario: str) -> None:
+    """Each SDK finishes each scenario in its own worker process."""
+    run = _run(results, sdk, scenario)
+    assert run["ok"], run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sdk", SDKS)
+@pytest.mark.parametrize("scenario", ["throughput", "eventloop", "gzip"])
+def test_every_event_arrives(results: dict[str, Any], sdk: str, scenario: str) -> None:
+    """Against a healthy collector every event sent is counted there, exactly once."""
+    run = _run(results, sdk, scenario)
+    assert run["arrived"] == N, run["collector"]
+    assert run["collector"]["parse_errors"] == 0
+
+
+@pytest.mark.slow
+def test_htevents_async_retries_through_faults(results: dict[str, Any]) -> None:
+    """With 500s injected, htevents_async still delivers all events."""
+    run = _run(results, "htevents_async", "fault")
+    assert run["failed_requests"] >= 1
+    assert run["arrived"] == N
+
+
+@pytest.mark.slow
+def test_naive_sender_loses_rejected_batches(results: dict[str, Any]) -> None:
+    """The naive sender does not retry: what the collector rejected is what is missing."""
+    run = _run(results, "naive", "fault")
+    assert run["failed_requests"] >= 1
+    assert run["arrived"] + run["rejected_events"] == N
+    assert run["arrived"] < N
+
+
+@pytest.mark.slow
+def test_gzip_scenario_compresses(results: dict[str, Any]) -> None:
+    """The gzip scenario's uploads carry Content-Encoding: gzip."""
+    for sdk in SDKS:
+        encodings = _run(results, sdk, "gzip")["collector"]["content_encodings"]
+        assert set(encodings) == {"gzip"}, (sdk, encodings)
+
+
+@pytest.mark.slow
+def test_backlog_parks_uploads(results: dict[str, Any]) -> None:
+    """In the backlog scenario nothing is accepted while the SDK holds its events."""
+    for sdk in SDKS:
+        run = _run(results, sdk, "backlog")
+        assert run["collector"]["events"] == 0
+        assert "backlog_mb_per_100k" in run
+
+
+@pytest.mark.slow
+def test_report_is_a_markdown_table(results: dict[str, Any]) -> None:
+    """The printed report has the main table with a row per SDK."""
+    report: str = results["stdout"]
+    assert "| SDK | µs per call | delivered events/s | loop stall µs/event |" in report
+    for label in results["labels"].values():
+        assert f"| {label} |" in report
