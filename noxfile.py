@@ -39,6 +39,23 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmark against the peers: ``nox -s bench -- --quick`` for a smoke run."""
+    session.install(
+        ".",
+        # The peers, pinned so that tables from different days compare like with like.
+        "events-sdk-python==0.0.4",
+        "segment-analytics-python==2.4.0",
+        "posthog==7.91.1",
+        "rudder-sdk-python==2.1.9",
+        # The collector: uvicorn with httptools and uvloop, orjson to count events.
+        "uvicorn[standard]>=0.29",
+        "orjson>=3.9",
+    )
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """Start the embedded collector, send events of every type, print what arrived."""
     session.install(".[cli]")
