@@ -10,15 +10,15 @@ from ._encoding import now_iso
 
 __all__ = ["Batch", "Entry", "body_envelope", "build_body"]
 
-#: A queued event: its encoded JSON, its message id, and its per-call callback.
-Entry = tuple[bytes, str, Any]
+#: A queued event: its JSON text (pure ASCII), its message id, and its per-call callback.
+Entry = tuple[str, str, Any]
 
 
 @final
 class Batch:
     """Events delivered, failed or dropped together, as hooks see them.
 
-    The events are kept as the exact JSON bytes sent; :attr:`messages` decodes
+    The events are kept as the exact JSON sent; :attr:`messages` decodes
     them on first use, so hooks that only count cost nothing.
     """
 
@@ -52,7 +52,7 @@ class Batch:
     @property
     def encoded(self) -> list[bytes]:
         """Each event's JSON bytes exactly as sent."""
-        return [entry[0] for entry in self._entries]
+        return [entry[0].encode() for entry in self._entries]
 
     @property
     def entries(self) -> Sequence[Entry]:

@@ -167,7 +167,8 @@ class Batcher:
                 self._waiter = None
         await self._slots.acquire()
         self._forming = []
-        joined = b",".join([entry[0] for entry in batch])
+        # Entries are ASCII text, so the batch is encoded to bytes once, here.
+        joined = ",".join([entry[0] for entry in batch]).encode()
         task = self._loop.create_task(self._deliver(batch, joined))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

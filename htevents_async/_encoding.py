@@ -22,7 +22,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -101,10 +101,31 @@ def _convert(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-_fast_encode = json.JSONEncoder(
-    separators=(",", ":"), allow_nan=False, default=_convert, check_circular=True
-).encode
 _plain_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def _make_fast_encode() -> Callable[[Any], str]:
+    """The C encoder, built once: ``json.dumps`` rebuilds it on every call.
+
+    No circular-reference markers: a cycle ends in ``RecursionError`` instead,
+    and the slow path then names where the cycle is.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the accelerator
+        return json.JSONEncoder(
+            separators=(",", ":"), allow_nan=False, default=_convert, check_circular=False
+        ).encode
+    encoder = make(
+        None, _convert, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+
+    def encode(value: Any) -> str:
+        return "".join(encoder(value, 0))
+
+    return encode
+
+
+_fast_encode = _make_fast_encode()
 
 _JSON_SCALARS = (str, int, bool, type(None))
 
@@ -175,43 +196,60 @@ def _to_json(wire: dict[str, Any], owner: str) -> str:
     return _plain_encode(clean)
 
 
+# The context and integrations of a call that sets neither: encoded once, appended as text.
+_DEFAULT_TAIL = "," + _plain_encode({"context": {"library": LIBRARY}, "integrations": {}})[1:]
+
+
 class Encoder:
-    """Encodes messages for one client: its library context and size limit."""
+    """Encodes messages for one client: its size limit, the shared value rules."""
 
     __slots__ = ("_max_bytes",)
 
     def __init__(self, max_message_bytes: int) -> None:
         self._max_bytes = max_message_bytes
 
-    def encode(self, message: Message) -> tuple[str, bytes]:
-        """Return ``(message_id, json_bytes)``, or raise a :class:`MessageError`."""
-        message_id = message.message_id or new_message_id()
+    def encode(self, message: Message) -> tuple[str, str]:
+        """Return ``(message_id, json_text)``, or raise a :class:`MessageError`.
+
+        The text is pure ASCII (non-ASCII is escaped), so its length is its
+        size in bytes and batches can be joined as text and encoded once.
+        """
+        message_id = message.message_id
         timestamp = message.timestamp
-        wire: dict[str, Any] = {
-            "type": message.type,
-            "messageId": message_id,
-            "timestamp": now_iso() if timestamp is None else format_datetime(timestamp),
-        }
+        stamp = now_iso() if timestamp is None else format_datetime(timestamp)
+        # The head and the default tail are built from strings that need no
+        # escaping (type names, UUIDs, timestamps); only caller data goes
+        # through the JSON encoder.
+        if message_id is None:
+            message_id = new_message_id()
+            head = f'{{"type":"{message.type}","messageId":"{message_id}","timestamp":"{stamp}",'
+        else:
+            head = (
+                f'{{"type":"{message.type}","messageId":{_plain_encode(message_id)},'
+                f'"timestamp":"{stamp}",'
+            )
+        fields: dict[str, Any] = {}
         if message.user_id is not None:
-            wire["userId"] = message.user_id
+            fields["userId"] = message.user_id
         if message.anonymous_id is not None:
-            wire["anonymousId"] = message.anonymous_id
+            fields["anonymousId"] = message.anonymous_id
         elif message.user_id is None:
-            wire["anonymousId"] = new_message_id()
+            fields["anonymousId"] = new_message_id()
         for key, value in message._payload().items():
             if value is not None:
-                wire[key] = value
+                fields[key] = value
         scoped = current_context()
-        if scoped is None and message.context is None:
-            wire["context"] = {"library": LIBRARY}
+        if scoped is None and message.context is None and message.integrations is None:
+            tail = _DEFAULT_TAIL
         else:
             # Explicit context wins over scoped context, which wins over ours.
-            wire["context"] = {"library": LIBRARY, **(scoped or {}), **(message.context or {})}
-        wire["integrations"] = message.integrations if message.integrations is not None else {}
-        data = _to_json(wire, type(message).__name__).encode()
-        if len(data) > self._max_bytes:
+            fields["context"] = {"library": LIBRARY, **(scoped or {}), **(message.context or {})}
+            fields["integrations"] = {} if message.integrations is None else message.integrations
+            tail = "}"
+        text = head + _to_json(fields, type(message).__name__)[1:-1] + tail
+        if len(text) > self._max_bytes:
             raise MessageTooLargeError(
-                f"{type(message).__name__} encodes to {len(data)} bytes, over "
+                f"{type(message).__name__} encodes to {len(text)} bytes, over "
                 f"max_message_bytes ({self._max_bytes})"
             )
-        return message_id, data
+        return message_id, text
