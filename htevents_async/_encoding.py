@@ -53,21 +53,21 @@ def new_message_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-# (second, "YYYY-MM-DDTHH:MM:SS") swapped as one tuple so threads never pair a
-# second with another second's prefix.
-_second_prefix: tuple[int, str] = (-1, "")
+# (millisecond, text) swapped as one tuple, so that threads never pair one
+# millisecond with another's text. A burst of calls shares each millisecond's text.
+_last_stamp: tuple[int, str] = (-1, "")
 
 
 def now_iso() -> str:
     """The current UTC time as ISO-8601 with milliseconds and ``Z``."""
-    global _second_prefix
-    now = time.time()
-    second = int(now)
-    cached_second, prefix = _second_prefix
-    if second != cached_second:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second_prefix = (second, prefix)
-    return f"{prefix}.{int((now - second) * 1000):03d}Z"
+    global _last_stamp
+    millis = time.time_ns() // 1_000_000
+    cached, text = _last_stamp
+    if millis != cached:
+        second, milli = divmod(millis, 1000)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{milli:03d}Z"
+        _last_stamp = (millis, text)
+    return text
 
 
 def format_datetime(value: dt.datetime) -> str:
