@@ -1,0 +1,16 @@
+"""Framework integrations, one module per framework, each behind its optional extra.
+
+* :mod:`htevents_async.integrations.fastapi` (extra ``fastapi``): ``lifespan`` /
+  ``client_lifespan``, the ``Events`` dependency, ``EventContextMiddleware``.
+* :mod:`htevents_async.integrations.starlette` (extra ``starlette``): ``lifespan`` /
+  ``client_lifespan``, ``get_client``, ``EventContextMiddleware`` (plain ASGI).
+* :mod:`htevents_async.integrations.aiohttp` (extra ``aiohttp``): ``client_cleanup_ctx``,
+  ``get_client``, ``event_context_middleware``.
+
+Each opens the client when the app starts and closes it, delivering what is pending, when
+the app stops, and puts the request's ``ip``, ``userAgent``, ``locale`` and ``page`` into
+the ``context`` of every event recorded while handling it. This package imports no
+framework itself: import the module for yours.
+"""
+
+__all__: list[str] = []
