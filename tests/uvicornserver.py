@@ -1,0 +1,65 @@
+"""Serve an ASGI app with uvicorn on 127.0.0.1, inside the test's own event loop.
+
+::
+
+    async with serve_asgi(app) as http:
+        await http.post("/orders")  # an httpx client pointed at the server
+    # leaving the block closes the HTTP client, then stops the server: lifespan shutdown ran
+
+The socket is bound before uvicorn starts, so the port is known without parsing logs
+and connections made right away wait in the backlog instead of being refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with a readiness event and without signal handlers."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.ready.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Ctrl+C belongs to the test run, not to the embedded server.
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app`` (lifespan included) until the block ends; yields an HTTP client for it."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, lifespan="on", log_config=None, log_level="warning", access_log=False, ws="none"
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    ready = asyncio.create_task(server.ready.wait())
+    await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    if task.done():
+        sock.close()
+        task.result()  # re-raises a startup failure
+        raise RuntimeError("uvicorn stopped during startup (see the lifespan error above)")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task
