@@ -8,7 +8,7 @@ import enum
 import os
 import warnings
 import weakref
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, final
 
@@ -108,6 +108,7 @@ class Client:
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigError(f"http_client must be an httpx.AsyncClient, got {http_client!r}")
         self._config = config
+        self._batch_size = config.max_batch_size
         self._write_key = write_key
         self._encoder = Encoder(config.max_message_bytes)
         self._counters = Counters()
@@ -158,9 +159,9 @@ class Client:
             integrations=integrations,
             message_id=message_id,
         )
-        message_id, blocked = self._submit(message, callback)
-        if blocked is not None:
-            await self._wait_for_room(blocked)
+        message_id, follow_up = self._submit(message, callback)
+        if follow_up is not None:
+            await follow_up
         return message_id
 
     async def track(
@@ -187,9 +188,9 @@ class Client:
             integrations=integrations,
             message_id=message_id,
         )
-        message_id, blocked = self._submit(message, callback)
-        if blocked is not None:
-            await self._wait_for_room(blocked)
+        message_id, follow_up = self._submit(message, callback)
+        if follow_up is not None:
+            await follow_up
         return message_id
 
     async def page(
@@ -218,9 +219,9 @@ class Client:
             integrations=integrations,
             message_id=message_id,
         )
-        message_id, blocked = self._submit(message, callback)
-        if blocked is not None:
-            await self._wait_for_room(blocked)
+        message_id, follow_up = self._submit(message, callback)
+        if follow_up is not None:
+            await follow_up
         return message_id
 
     async def screen(
@@ -249,9 +250,9 @@ class Client:
             integrations=integrations,
             message_id=message_id,
         )
-        message_id, blocked = self._submit(message, callback)
-        if blocked is not None:
-            await self._wait_for_room(blocked)
+        message_id, follow_up = self._submit(message, callback)
+        if follow_up is not None:
+            await follow_up
         return message_id
 
     async def group(
@@ -278,9 +279,9 @@ class Client:
             integrations=integrations,
             message_id=message_id,
         )
-        message_id, blocked = self._submit(message, callback)
-        if blocked is not None:
-            await self._wait_for_room(blocked)
+        message_id, follow_up = self._submit(message, callback)
+        if follow_up is not None:
+            await follow_up
         return message_id
 
     async def alias(
@@ -303,9 +304,9 @@ class Client:
             integrations=integrations,
             message_id=message_id,
         )
-        message_id, blocked = self._submit(message, callback)
-        if blocked is not None:
-            await self._wait_for_room(blocked)
+        message_id, follow_up = self._submit(message, callback)
+        if follow_up is not None:
+            await follow_up
         return message_id
 
     async def enqueue(self, message: Message, *, callback: Callback | None = None) -> str:
@@ -319,9 +320,9 @@ class Client:
                 "enqueue() takes an Identify, Track, Page, Screen, Group or Alias, "
                 f"got {type(message).__name__}"
             )
-        message_id, blocked = self._submit(message, callback)
-        if blocked is not None:
-            await self._wait_for_room(blocked)
+        message_id, follow_up = self._submit(message, callback)
+        if follow_up is not None:
+            await follow_up
         return message_id
 
     def enqueue_threadsafe(self, message: Message, *, callback: Callback | None = None) -> str:
@@ -351,8 +352,11 @@ class Client:
 
     # -- the enqueue path ----------------------------------------------------------
 
-    def _submit(self, message: Message, callback: Callback | None) -> tuple[str, Entry | None]:
-        """Encode and queue ``message``; returns its id, and the entry if it must wait for room."""
+    def _submit(
+        self, message: Message, callback: Callback | None
+    ) -> tuple[str, Coroutine[Any, Any, None] | None]:
+        """Encode and queue ``message``; returns its id, and what the caller must await, if
+        anything: the wait for room (``overflow="wait"``), or a yield to the flusher."""
         batcher = self._batcher
         if batcher is None or asyncio.get_running_loop() is not self._loop:
             batcher = self._start()
@@ -364,9 +368,15 @@ class Client:
             return message_id, None
         if batcher.offer(entry):
             self._counters.accepted += 1
-            return message_id, None
+            if batcher.queue.qsize() % self._batch_size:
+                return message_id, None
+            # A full batch is waiting. A producer that awaits us in a tight loop
+            # never suspends otherwise, and the flusher could not run until the
+            # loop ends (a burst would fill the queue and drop while the
+            # collector idles). One yield per batch lets it keep up.
+            return message_id, asyncio.sleep(0)
         if self._config.overflow == "wait":
-            return message_id, entry
+            return message_id, self._wait_for_room(entry)
         self._counters.accepted += 1
         batcher.drop([entry], "queue_full")
         return message_id, None

@@ -138,7 +138,7 @@ class Config:
     """Seconds a batch may spend retrying, counted from its first attempt."""
 
     backoff_initial: float = attrs.field(
-        default=0.5, converter=_seconds, validator=_seconds_at_least(0.0)
+        default=0.1, converter=_seconds, validator=_seconds_at_least(0.0)
     )
     """Backoff ceiling of the first retry; it doubles per retry, with full jitter."""
 
