@@ -1,0 +1,48 @@
+"""Helpers shared by the reliability tests: fast client options and condition waits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from htevents_async import Client, Statistics
+
+WRITE_KEY = "wk_live_9Qz7S3cr3tV4lue"
+
+# Retries measured in milliseconds, so a fault costs the test run almost nothing.
+FAST: dict[str, Any] = {
+    "backoff_initial": 0.01,
+    "backoff_max": 0.05,
+    "max_retries": 50,
+    "max_retry_time": 30.0,
+    "flush_interval": 0.05,
+    "gzip": False,
+}
+
+
+def client_for(url: str, **options: Any) -> Client:
+    """A client pointed at ``url`` with the fast retry options, overridden by ``options``."""
+    return Client(WRITE_KEY, host=url, **{**FAST, **options})
+
+
+async def eventually(
+    predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Wait for ``predicate()`` to hold, checking every couple of milliseconds of loop time.
+
+    For state only the client can see (attempts against a closed port, hook calls);
+    state the test server sees is awaited with ``FaultServer.wait_until`` instead.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() >= deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        await asyncio.sleep(0.002)
+
+
+def assert_accounted(stats: Statistics) -> None:
+    """Every accepted event is in exactly one place: the invariant ``Statistics`` documents."""
+    placed = stats.queued + stats.in_flight + stats.delivered + stats.failed + stats.dropped_total
+    assert stats.accepted == placed, stats
