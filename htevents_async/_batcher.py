@@ -23,7 +23,7 @@ from typing import Any
 
 from ._batch import Batch, Entry
 from ._config import Config
-from ._errors import DeliveryError, DroppedError, ShutdownError
+from ._errors import ClientClosedError, DeliveryError, DroppedError, ShutdownError
 from ._hooks import HookRunner
 from ._logging import RateLimitedLog, logger
 from ._stats import Counters
@@ -68,6 +68,8 @@ class Batcher:
         self._forming: list[Entry] = []
         self._carry: Entry | None = None
         self._closing = False
+        # Set once close() has emptied the queue for good.
+        self._drained = False
         self._envelope = transport.envelope_bytes
         self._runner = self._loop.create_task(self._run(), name="htevents_async flusher")
 
@@ -86,13 +88,22 @@ class Batcher:
         return True
 
     async def put(self, entry: Entry, timeout: float) -> bool:
-        """Queue ``entry``, waiting up to ``timeout`` seconds for room."""
+        """Queue ``entry``, waiting up to ``timeout`` seconds for room.
+
+        Raises :class:`ClientClosedError` if the batcher closes while it waits.
+        """
         if self.offer(entry):
             return True
         try:
             await asyncio.wait_for(self.queue.put(entry), timeout)
         except asyncio.TimeoutError:
             return False
+        if self._drained:
+            # The room came from close() emptying the queue; no flusher will ever
+            # take this event, so it is refused. Taking one entry back out wakes
+            # the next waiting producer, which refuses its own in turn.
+            self.queue.get_nowait()
+            raise ClientClosedError("the client closed while the event waited for room")
         self._put_count += 1
         return True
 
@@ -267,11 +278,18 @@ class Batcher:
         self._wake()
         await self.flush(timeout)
         dropped_before = self._counters.dropped.get("shutdown", 0)
+        # The flusher stops first: a delivery task it created on its last turn must
+        # have run its first step before it is cancelled, or it never reaches the
+        # handler that reports its batch. Its first step was scheduled before the
+        # flusher's cancellation was, so it has run once the flusher is done.
         self._runner.cancel()
+        await asyncio.wait({self._runner})
         tasks = set(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.wait({self._runner, *tasks})
+        if tasks:
+            await asyncio.wait(tasks)
+        self._drained = True
         leftovers = list(self._forming)
         self._forming = []
         if self._carry is not None:
