@@ -54,6 +54,8 @@ class Scenario:
     """The collector parks uploads (the backlog scenario)."""
     gzip_only: bool = False
     """Skip SDKs that cannot compress."""
+    first_rep_only: bool = False
+    """Memory figures barely move between repetitions; one run saves minutes."""
 
     @property
     def delivers(self) -> bool:
@@ -65,7 +67,7 @@ def scenarios(fail_every: int) -> list[Scenario]:
     """Every scenario, in running order."""
     return [
         Scenario("throughput", "throughput", "n"),
-        Scenario("backlog", "backlog", "n", hold=True),
+        Scenario("backlog", "backlog", "n", hold=True, first_rep_only=True),
         Scenario("eventloop", "eventloop", "n"),
         Scenario("fault", "throughput", "n_small", fail_every=fail_every),
         Scenario("gzip", "throughput", "n_small", gzip=True, gzip_only=True),
@@ -425,16 +427,40 @@ def render(
     )
 
 
-def environment(announce: dict[str, Any], python: str) -> dict[str, Any]:
-    """Where the numbers come from."""
-    return {
+def environment(announce: dict[str, Any], python: str, labels: dict[str, str]) -> dict[str, Any]:
+    """Where the numbers come from, including which htevents_async was measured."""
+    env: dict[str, Any] = {
         "python": sys.version.split()[0],
         "python_executable": python,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "collector": announce,
+        "sdks": labels,
         "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    try:
+        import htevents_async
+
+        env["htevents_async_file"] = htevents_async.__file__
+    except ImportError:
+        pass
+    # The commit is only meaningful if the measured package is this checkout's; an
+    # installed snapshot of another commit says so through its path above.
+    git = ["git", "-C", str(HERE.parent)]
+    try:
+        env["git_commit"] = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "htevents_async"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        env["git_package_dirty"] = bool(dirty)
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return env
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -459,20 +485,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--n-small",
         type=int,
-        help="track calls for the fault and gzip runs (default 20,000; --quick: same as --n)",
+        help="track calls for the fault and gzip runs (default 10,000; --quick: same as --n)",
     )
     parser.add_argument("--reps", type=int, help="repetitions (default 3; --quick: 1)")
     parser.add_argument("--fail-every", type=int, default=10, help="fault: every K-th upload 500")
     parser.add_argument("--burst", type=int, default=1000, help="eventloop: calls per burst")
     parser.add_argument("--gap-ms", type=float, default=10.0, help="eventloop: pause per burst")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per worker run")
-    parser.add_argument("--python", default=sys.executable, help="interpreter for the workers")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per worker run")
     parser.add_argument("--json", type=Path, help="write results here (default: results/)")
     args = parser.parse_args(argv)
     if args.n is None:
         args.n = 2_000 if args.quick else 100_000
     if args.n_small is None:
-        args.n_small = args.n if args.quick else min(args.n, 20_000)
+        args.n_small = args.n if args.quick else min(args.n, 10_000)
     if args.reps is None:
         args.reps = 1 if args.quick else 3
     return args
@@ -506,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = {a.name: a.describe() for a in adapters}
     sizes = {"n": args.n, "n_small": args.n_small}
 
-    proc, announce = collector.start_process(args.python)
+    python = sys.executable
+    proc, announce = collector.start_process(python)
     coll = CollectorClient(announce["port"])
     runs: list[dict[str, Any]] = []
     started = time.monotonic()
@@ -516,8 +542,10 @@ def main(argv: list[str] | None = None) -> int:
                 for adapter in adapters:
                     if scenario.gzip_only and not adapter.supports_gzip:
                         continue
+                    if scenario.first_rep_only and rep > 0:
+                        continue
                     record = run_one(
-                        python=args.python,
+                        python=python,
                         adapter=adapter,
                         scenario=scenario,
                         n=sizes[scenario.size],
@@ -552,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     document = {
-        "environment": environment(announce, args.python),
+        "environment": environment(announce, python, labels),
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "labels": labels,
         "skipped": notes,

@@ -359,7 +359,9 @@ class HteventsAsync(AsyncAdapter):
             )
 
     async def flush(self) -> None:
-        await self.client.flush(timeout=self._flush_timeout)
+        # flush() returns what is still pending at its deadline: worth keeping, since a
+        # non-zero value explains a run whose events did not all arrive.
+        self._pending_after_flush = await self.client.flush(timeout=self._flush_timeout)
 
     async def close(self) -> None:
         await self.client.__aexit__(None, None, None)
@@ -369,9 +371,9 @@ class HteventsAsync(AsyncAdapter):
         import attrs
 
         stats = self.client.statistics()
-        if attrs.has(type(stats)):
-            return attrs.asdict(stats)
-        return {"repr": repr(stats)}
+        result = attrs.asdict(stats) if attrs.has(type(stats)) else {"repr": repr(stats)}
+        result["pending_after_flush"] = getattr(self, "_pending_after_flush", None)
+        return result
 
 
 ADAPTERS: dict[str, type[Adapter]] = {
