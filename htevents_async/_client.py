@@ -530,6 +530,10 @@ class Client:
                 self._http = None
             else:
                 self._forked_with_injected_http = True
+        # Hook calls still running in the parent are tasks of a loop that never runs
+        # here: aclose() in the child must not wait for them.
+        _inherited.append(self._hooks)
+        self._hooks = HookRunner(self._config.hook_timeout)
         self._loop = None
         self._close_task = None
         if self._state is _State.OPENED:

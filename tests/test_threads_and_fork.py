@@ -1,0 +1,189 @@
+"""Sync code in other threads, and processes forked from one that already used the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from support import WRITE_KEY, assert_accounted, client_for
+
+from htevents_async import Client, ForkedClientError, MessageError, Track
+from htevents_async._collector import LocalCollector
+
+pytestmark = pytest.mark.anyio
+
+THREADS = 8
+PER_THREAD = 5_000
+
+
+async def test_threadsafe_enqueue_from_8_threads_delivers_every_event() -> None:
+    """8 threads x 5,000 enqueue_threadsafe() calls: every id arrives at the collector."""
+    total = THREADS * PER_THREAD
+    ids: list[list[str]] = [[] for _ in range(THREADS)]
+    async with LocalCollector(max_messages=total) as collector:
+        # A thread cannot wait for room, so the queue holds the whole burst: this
+        # checks the hand-over, not the overflow policy.
+        client = client_for(collector.url, max_queue_size=total, max_batch_size=500)
+        async with client:
+            start = threading.Barrier(THREADS)
+
+            def produce(n: int) -> None:
+                start.wait()
+                out = ids[n]
+                for i in range(PER_THREAD):
+                    out.append(client.enqueue_threadsafe(Track(user_id=f"t{n}", event=f"e{i}")))
+
+            threads = [threading.Thread(target=produce, args=(n,)) for n in range(THREADS)]
+            for thread in threads:
+                thread.start()
+            await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+            assert await client.flush(timeout=60.0) == 0
+            stats = client.statistics()
+        sent = [mid for chunk in ids for mid in chunk]
+        assert len(set(sent)) == total
+        assert (stats.accepted, stats.delivered, stats.dropped) == (total, total, {})
+        await collector.wait_for(total, timeout=30.0)
+        assert {m["messageId"] for m in collector.messages()} == set(sent)
+
+
+async def test_threadsafe_enqueue_raises_message_errors_in_the_calling_thread() -> None:
+    """Validation and encoding happen in the caller's thread, so errors raise there."""
+    async with LocalCollector() as collector, client_for(collector.url) as client:
+
+        def bad() -> None:
+            client.enqueue_threadsafe(Track(user_id="u", event="e", properties={"x": object()}))
+
+        with pytest.raises(MessageError):
+            await asyncio.to_thread(bad)
+        assert client.statistics().accepted == 0
+
+
+# -- forks ------------------------------------------------------------------------------
+
+
+def _fork_and_report(child: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Fork; run ``child()`` in the child and return what it returned (as JSON) to the parent.
+
+    Called from a worker thread: that thread has no running event loop, so the child
+    (which only has this thread) can start its own with ``asyncio.run``.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        try:
+            try:
+                result = child()
+            except BaseException as exc:
+                result = {"raised": type(exc).__name__, "message": str(exc)}
+            os.write(write_end, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return json.loads(b"".join(chunks))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+async def test_forked_child_rebuilds_the_client_and_drops_inherited_events() -> None:
+    """In a forked child the client starts afresh: it delivers the child's events and counts
+    the parent's queued ones as dropped["fork"]; the parent's own delivery is unaffected."""
+    async with LocalCollector() as collector:
+        client = client_for(collector.url, flush_interval=3600.0, max_batch_size=100)
+        parent_ids = [await client.track(user_id="parent", event="e") for _ in range(5)]
+
+        def child() -> dict[str, Any]:
+            async def use_inherited_client() -> dict[str, Any]:
+                ids = [await client.track(user_id="child", event="e") for _ in range(3)]
+                pending = await client.flush(timeout=10.0)
+                stats = client.statistics()
+                dropped = await client.aclose(timeout=5.0)
+                return {
+                    "ids": ids,
+                    "pending": pending,
+                    "dropped": dict(stats.dropped),
+                    "delivered": stats.delivered,
+                    "close_dropped": dropped,
+                }
+
+            return asyncio.run(use_inherited_client())
+
+        reported = await asyncio.to_thread(_fork_and_report, child)
+        assert "raised" not in reported, reported
+        assert reported["pending"] == 0
+        assert reported["dropped"] == {"fork": 5}
+        assert reported["delivered"] == 3
+        await collector.wait_for(3)
+        child_ids = reported["ids"]
+        assert {m["messageId"] for m in collector.messages()} == set(child_ids)
+        # The parent still owns its events and delivers them itself.
+        assert await client.flush() == 0
+        await client.aclose()
+        await collector.wait_for(8)
+        assert {m["messageId"] for m in collector.messages()} == set(child_ids + parent_ids)
+        assert_accounted(client.statistics())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+async def test_forked_child_with_injected_http_client_raises() -> None:
+    """A client given an http_client before the fork refuses to run in the child."""
+    async with LocalCollector() as collector, httpx.AsyncClient() as http:
+        client = Client(WRITE_KEY, host=collector.url, http_client=http)
+        await client.track(user_id="parent", event="e")
+
+        def child() -> dict[str, Any]:
+            async def use() -> dict[str, Any]:
+                await client.track(user_id="child", event="e")
+                return {}
+
+            return asyncio.run(use())
+
+        reported = await asyncio.to_thread(_fork_and_report, child)
+        assert reported["raised"] == ForkedClientError.__name__
+        assert "http_client" in reported["message"]
+        assert await client.aclose() == 0
+        await collector.wait_for(1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+async def test_forked_child_does_not_wait_for_the_parents_hook_calls() -> None:
+    """An async hook still running in the parent at fork time does not hold the child's aclose()."""
+    hooked = asyncio.Event()
+
+    async def slow_hook(_: object) -> None:
+        hooked.set()
+        await asyncio.Event().wait()
+
+    async with LocalCollector() as collector:
+        client = client_for(collector.url, on_success=slow_hook, hook_timeout=60.0)
+        await client.track(user_id="parent", event="e")
+        assert await client.flush() == 0
+        await hooked.wait()
+
+        def child() -> dict[str, Any]:
+            async def use() -> dict[str, Any]:
+                await client.track(user_id="child", event="e")
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                dropped = await client.aclose(timeout=1.0)
+                return {"dropped": dropped, "seconds": loop.time() - started}
+
+            return asyncio.run(use())
+
+        reported = await asyncio.to_thread(_fork_and_report, child)
+        assert "raised" not in reported, reported
+        assert reported["dropped"] == 0
+        assert reported["seconds"] <= 1.0 + 1.0
+        await collector.wait_for(2)
+        await client.aclose(timeout=0.1)
