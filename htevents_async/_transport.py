@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import json
 from collections.abc import Awaitable, Callable
 from typing import final
 
@@ -84,6 +85,9 @@ class Transport:
         )
         self._head, self._tail = body_envelope(write_key)
         token = base64.b64encode(f"{write_key}:".encode()).decode()
+        # Collectors may echo credentials in an error body, which becomes part of an
+        # exception message and a log line; neither may ever carry the key.
+        self._secrets = sorted({write_key, token, json.dumps(write_key)[1:-1]}, key=len)[::-1]
         self._headers = {
             "Content-Type": "application/json",
             "Authorization": f"Basic {token}",
@@ -93,6 +97,11 @@ class Transport:
             self._headers["Content-Encoding"] = "gzip"
         self._on_attempt = on_attempt
         self._sleep = sleep
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
     @property
     def envelope_bytes(self) -> int:
@@ -130,7 +139,7 @@ class Transport:
                 if is_success(status):
                     return Outcome(None, attempt)
                 if not is_retryable_status(status):
-                    return Outcome(HTTPStatusError(status, response.text), attempt)
+                    return Outcome(HTTPStatusError(status, self._redact(response.text)), attempt)
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 reason = f"HTTP {status}"
             if attempt > policy.max_retries:
