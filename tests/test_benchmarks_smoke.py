@@ -18,7 +18,7 @@ pytest.importorskip("httpx")
 RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 N = 200
 SDKS = ("naive", "htevents_async")
-SCENARIOS = ("throughput", "backlog", "eventloop", "fault", "gzip")
+SCENARIOS = ("throughput", "backlog", "eventloop", "fault", "gzip-off", "gzip")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_every_run_completes(results: dict[str, Any], sdk: str, scenario: str) -
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sdk", SDKS)
-@pytest.mark.parametrize("scenario", ["throughput", "eventloop", "gzip"])
+@pytest.mark.parametrize("scenario", ["throughput", "eventloop", "gzip-off", "gzip"])
 def test_every_event_arrives(results: dict[str, Any], sdk: str, scenario: str) -> None:
     """Against a healthy collector every event sent is counted there, exactly once."""
     run = _run(results, sdk, scenario)
