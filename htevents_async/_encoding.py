@@ -19,6 +19,7 @@ import decimal
 import enum
 import json
 import math
+import os
 import random
 import time
 import uuid
@@ -28,7 +29,7 @@ from typing import Any
 import attrs
 
 from ._context import current_context
-from ._errors import MessageTooLargeError, MessageTypeError
+from ._errors import MessageError, MessageTooLargeError, MessageTypeError
 from ._messages import Message
 from ._version import __version__
 
@@ -37,7 +38,15 @@ __all__ = ["Encoder", "format_datetime", "new_message_id", "now_iso"]
 LIBRARY = {"name": "htevents-async", "version": __version__}
 
 _UTC = dt.timezone.utc
-_getrandbits = random.getrandbits
+# Python refuses to turn ints of more digits than this into text (sys.set_int_max_str_digits).
+_MAX_INT_DIGITS = 4300
+# A private generator: an application calling random.seed() (tests, simulations)
+# would otherwise make every process repeat the same message ids, and collectors
+# deduplicate by id. Seeded from os.urandom, and again in every forked child.
+_rng = random.Random()
+_getrandbits = _rng.getrandbits
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_rng.seed)
 # uuid4 layout: version nibble 4, variant bits 10.
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
@@ -47,7 +56,7 @@ def new_message_id() -> str:
     """A random UUID4 string.
 
     Four times cheaper than ``str(uuid.uuid4())``: the ids need uniqueness, not
-    secrecy, and ``random`` is reseeded in forked children.
+    secrecy, which a private, urandom-seeded generator gives.
     """
     h = "%032x" % ((_getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -72,7 +81,11 @@ def now_iso() -> str:
 
 def format_datetime(value: dt.datetime) -> str:
     """ISO-8601 in UTC with a ``Z``; naive datetimes are taken to be UTC."""
-    value = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+    try:
+        value = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+    except OverflowError:
+        # Within a day of year 1 or 9999, the UTC time may fall outside datetime's range.
+        raise MessageError(f"datetime {value.isoformat()} has no UTC equivalent") from None
     return value.replace(tzinfo=None).isoformat() + "Z"
 
 
@@ -85,7 +98,12 @@ def _convert(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             return None
-        return int(value) if value == value.to_integral_value() else float(value)
+        if value == value.to_integral_value():
+            if value.adjusted() >= _MAX_INT_DIGITS:
+                # int() of Decimal("1E+999999999") would take minutes and gigabytes.
+                raise MessageError(f"Decimal {value} has too many digits for a JSON number")
+            return int(value)
+        return float(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, enum.Enum):
@@ -157,12 +175,16 @@ def _normalise(value: Any, path: str, seen: set[int]) -> Any:
         for key, item in value.items():
             if isinstance(key, str):
                 name = key
-            elif isinstance(key, (int, float)) or key is None:
+            elif (
+                isinstance(key, int)
+                or key is None
+                or (isinstance(key, float) and math.isfinite(key))
+            ):
                 name = _plain_encode(key)  # the key json itself would have written
             else:
                 raise MessageTypeError(
                     f"{path} has a key of type {type(key).__qualname__} ({key!r}); "
-                    "keys must be str, int, float, bool or None"
+                    "keys must be str, int, finite float, bool or None"
                 )
             result[name] = _normalise(item, f"{path}[{key!r}]", seen)
         return result
@@ -193,7 +215,10 @@ def _to_json(wire: dict[str, Any], owner: str) -> str:
         }
     except RecursionError:
         raise MessageTypeError(f"{owner} is nested too deeply to encode") from None
-    return _plain_encode(clean)
+    try:
+        return _plain_encode(clean)
+    except ValueError as exc:  # an int past Python's int-to-text digit limit
+        raise MessageTypeError(f"{owner} has a value JSON text cannot hold: {exc}") from None
 
 
 # The context and integrations of a call that sets neither: encoded once, appended as text.
