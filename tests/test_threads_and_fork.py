@@ -127,10 +127,13 @@ async def test_forked_child_rebuilds_the_client_and_drops_inherited_events() -> 
         await collector.wait_for(3)
         child_ids = reported["ids"]
         assert {m["messageId"] for m in collector.messages()} == set(child_ids)
-        # The parent still owns its events and delivers them itself.
+        # The parent still owns its events and delivers them itself; ids made on both
+        # sides of the fork never collide.
+        parent_ids += [await client.track(user_id="parent", event="e") for _ in range(3)]
+        assert not set(parent_ids) & set(child_ids)
         assert await client.flush() == 0
         await client.aclose()
-        await collector.wait_for(8)
+        await collector.wait_for(11)
         assert {m["messageId"] for m in collector.messages()} == set(child_ids + parent_ids)
         assert_accounted(client.statistics())
 
