@@ -9,7 +9,6 @@ batches to a :class:`FaultServer` playing the scenario's script, waits for
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +42,10 @@ class Result:
     accepted: list[str]
     received: list[str]
     """Every id the server read, duplicates included."""
+    kept: list[str]
+    """Ids in requests the server did not refuse: answered 2xx, or read and then left
+    unanswered (reset, hang, too slow). A real collector may have stored these, so a
+    retry of them is a duplicate downstream; a batch answered 5xx was not stored."""
     delivered_by_server: list[str]
     """Ids in requests the server answered with a 2xx."""
     server_requests: int
@@ -52,8 +55,8 @@ class Result:
 
     @property
     def duplicates(self) -> int:
-        """Ids received more than once, counting every extra copy."""
-        return len(self.received) - len(set(self.received))
+        """Extra copies of ids the collector may have stored more than once."""
+        return len(self.kept) - len(set(self.kept))
 
     @property
     def delivered_unique(self) -> int:
@@ -132,14 +135,15 @@ async def run(scenario: Scenario) -> Result:
             scenario=scenario.name,
             accepted=accepted,
             received=server.received_ids(),
+            kept=[
+                mid
+                for request in server.requests
+                if request.status is None or request.answered_2xx
+                for mid in request.message_ids
+            ],
             delivered_by_server=server.delivered_ids(),
             server_requests=len(server.requests),
             stats=stats,
             flush_pending=pending,
             seconds=seconds,
         )
-
-
-def duplicated_ids(result: Result) -> Counter[str]:
-    """Ids the server read more than once, with their counts."""
-    return Counter({mid: n for mid, n in Counter(result.received).items() if n > 1})
