@@ -1,0 +1,599 @@
+"""The command line, run for real as a subprocess against a local collector on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import htevents_async
+from htevents_async._cli import message_from_wire
+from htevents_async._collector import LocalCollector
+
+REPO = Path(__file__).resolve().parents[1]
+WRITE_KEY = "cli-test-key"
+TRACK_ARGS = ("--type", "track", "--user-id", "123", "--event", "Order completed")
+
+
+@attrs.frozen
+class Result:
+    """What a finished CLI run returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without the CLI's variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HT_WRITE_KEY", "HT_HOST")}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+async def run(
+    *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None, code: str = ""
+) -> Result:
+    """Run ``python -m htevents_async ARGS`` (or ``python -c CODE ARGS``) off the event loop."""
+    command = ("-c", code) if code else ("-m", "htevents_async")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *command,
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env) if env is not None else cli_env(),
+        cwd=REPO,
+    )
+    out, err = await process.communicate(stdin)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+async def send(collector: LocalCollector, *args: str) -> Result:
+    """``htevents-async send ARGS`` aimed at ``collector``."""
+    return await run("send", "--write-key", WRITE_KEY, "--host", collector.url, *args)
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[LocalCollector]:
+    """A collector that accepts any write key and keeps every message of a large import."""
+    async with LocalCollector(max_messages=200_000) as running:
+        yield running
+
+
+# -- message_from_wire ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (
+            {"type": "identify", "userId": "1", "traits": {"plan": "pro"}},
+            htevents_async.Identify(user_id="1", traits={"plan": "pro"}),
+        ),
+        (
+            {"type": "track", "anonymousId": "a", "event": "E", "properties": {"x": 1}},
+            htevents_async.Track(anonymous_id="a", event="E", properties={"x": 1}),
+        ),
+        (
+            {"type": "page", "userId": 0, "name": "Home", "category": "Docs"},
+            htevents_async.Page(user_id=0, name="Home", category="Docs"),
+        ),
+        (
+            {"type": "screen", "userId": "1", "name": "Cart", "properties": {}},
+            htevents_async.Screen(user_id="1", name="Cart", properties={}),
+        ),
+        (
+            {"type": "group", "userId": "1", "groupId": 42, "traits": {"n": 2}},
+            htevents_async.Group(user_id="1", group_id=42, traits={"n": 2}),
+        ),
+        (
+            {"type": "alias", "previousId": "anon-1", "userId": "1", "messageId": "m-1"},
+            htevents_async.Alias(previous_id="anon-1", user_id="1", message_id="m-1"),
+        ),
+    ],
+)
+def test_message_from_wire_builds_each_type(
+    wire: dict[str, Any], expected: htevents_async.Message
+) -> None:
+    """Each wire type becomes its message class, camelCase keys mapped to keyword names."""
+    assert message_from_wire(wire) == expected
+
+
+def test_message_from_wire_parses_iso_timestamps() -> None:
+    """An ISO-8601 timestamp with ``Z`` becomes an aware datetime; transport keys are ignored."""
+    message = message_from_wire(
+        {
+            "type": "track",
+            "userId": "1",
+            "event": "E",
+            "timestamp": "2021-03-04T05:06:07.250Z",
+            "sentAt": "2021-03-04T05:06:08Z",
+            "receivedAt": "2021-03-04T05:06:09Z",
+        }
+    )
+    assert message.timestamp == dt.datetime(2021, 3, 4, 5, 6, 7, 250_000, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("wire", "error", "text"),
+    [
+        ([1, 2], htevents_async.MessageTypeError, "must be a JSON object, got list"),
+        ({"userId": "1"}, htevents_async.MessageError, "type is required"),
+        ({"type": "click"}, htevents_async.MessageError, "got 'click'"),
+        ({"type": "track", "userId": "1"}, htevents_async.MessageError, "Track.event is required"),
+        (
+            {"type": "group", "userId": "1"},
+            htevents_async.MessageError,
+            "Group.group_id is required",
+        ),
+        ({"type": "alias", "userId": "1"}, htevents_async.MessageError, "Alias.previous_id"),
+        ({"type": "identify", "event": "E"}, htevents_async.MessageError, "no field 'event'"),
+        (
+            {"type": "track", "event": "E", "timestamp": "yesterday"},
+            htevents_async.MessageTypeError,
+            "Track.timestamp must be an ISO-8601",
+        ),
+        (
+            {"type": "track", "event": "E", "properties": [1]},
+            htevents_async.MessageTypeError,
+            "Track.properties must be a dict",
+        ),
+    ],
+)
+def test_message_from_wire_names_the_bad_field(
+    wire: Any, error: type[Exception], text: str
+) -> None:
+    """Invalid wire messages raise the package's errors, naming the field."""
+    with pytest.raises(error, match=text):
+        message_from_wire(wire)
+
+
+# -- help and missing extras ------------------------------------------------------------------
+
+
+async def test_help_lists_every_subcommand() -> None:
+    """``--help`` exits 0 and names collect, demo, send and import."""
+    result = await run("--help")
+
+    assert result.returncode == 0
+    for command in ("collect", "demo", "send", "import"):
+        assert command in result.stdout
+
+
+async def test_missing_collector_extra_names_the_install_command() -> None:
+    """Without uvicorn, ``collect`` exits 1 and says which extra to install."""
+    code = (
+        "import sys; sys.modules['uvicorn'] = None\n"
+        "from htevents_async._cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    result = await run("collect", "--port", "0", code=code)
+
+    assert result.returncode == 1
+    assert "pip install 'htevents-async[cli]'" in result.stderr
+    assert "'uvicorn'" in result.stderr
+
+
+# -- collect ---------------------------------------------------------------------------------
+
+
+async def test_collect_serves_until_interrupted() -> None:
+    """``collect`` serves batches on the given port and exits 0 on Ctrl+C."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "htevents_async", "collect", "--port", "0", "--write-key", WRITE_KEY),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+        cwd=REPO,
+    )
+    assert process.stdout is not None
+    try:
+        first = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        url = first.rsplit(" ", 1)[1].strip()
+        async with htevents_async.Client(WRITE_KEY, host=url) as client:
+            await client.track(user_id="1", event="Through collect")
+        stats = client.statistics()
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = await process.communicate()
+
+    assert first.startswith("htevents-async collector listening on http://127.0.0.1:")
+    assert "write key: required" in rest.decode()
+    assert stats.delivered == 1
+    assert process.returncode == 0
+
+
+# -- send --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("--type", "identify", "--user-id", "123", "--traits", '{"plan": "pro"}'),
+            {"type": "identify", "userId": "123", "traits": {"plan": "pro"}},
+        ),
+        (
+            (*TRACK_ARGS, "--properties", '{"total": 29.99}'),
+            {"type": "track", "userId": "123", "event": "Order completed"},
+        ),
+        (
+            ("--type", "page", "--anonymous-id", "a1", "--name", "Home", "--category", "Docs"),
+            {"type": "page", "anonymousId": "a1", "name": "Home", "category": "Docs"},
+        ),
+        (
+            ("--type", "screen", "--user-id", "7", "--name", "Cart", "--properties", "{}"),
+            {"type": "screen", "userId": "7", "name": "Cart", "properties": {}},
+        ),
+        (
+            ("--type", "group", "--user-id", "7", "--group-id", "acct-1", "--traits", '{"n": 1}'),
+            {"type": "group", "userId": "7", "groupId": "acct-1", "traits": {"n": 1}},
+        ),
+        (
+            ("--type", "alias", "--previous-id", "anon-9", "--user-id", "7"),
+            {"type": "alias", "previousId": "anon-9", "userId": "7"},
+        ),
+    ],
+    ids=["identify", "track", "page", "screen", "group", "alias"],
+)
+async def test_send_delivers_each_type(
+    collector: LocalCollector, args: tuple[str, ...], expected: dict[str, Any]
+) -> None:
+    """``send`` of each type exits 0, prints the message id, and the message arrives."""
+    result = await send(collector, *args)
+
+    assert result.returncode == 0, result.stderr
+    (message,) = collector.messages()
+    assert expected.items() <= message.items()
+    assert f"message id: {message['messageId']}" in result.stdout
+    assert "delivered" in result.stdout
+
+
+async def test_send_takes_options_common_to_every_type(collector: LocalCollector) -> None:
+    """``--timestamp``, ``--context``, ``--integrations`` and ``--message-id`` reach the wire."""
+    result = await send(
+        collector,
+        *TRACK_ARGS,
+        *("--timestamp", "2024-01-02T03:04:05Z", "--message-id", "order-17"),
+        *("--context", '{"ip": "203.0.113.7"}', "--integrations", '{"All": false}'),
+    )
+
+    assert result.returncode == 0, result.stderr
+    (message,) = collector.messages()
+    assert message["timestamp"] == "2024-01-02T03:04:05Z"
+    assert message["messageId"] == "order-17"
+    assert message["context"]["ip"] == "203.0.113.7"
+    assert message["integrations"] == {"All": False}
+
+
+async def test_send_whole_message_as_json(collector: LocalCollector) -> None:
+    """``--json`` takes a message in wire form; flags override its fields."""
+    wire = {"type": "track", "userId": 5, "event": "Old name", "properties": {"n": 1}}
+    result = await send(collector, "--json", json.dumps(wire), "--event", "New name")
+
+    assert result.returncode == 0, result.stderr
+    (message,) = collector.messages()
+    assert (message["userId"], message["event"], message["properties"]) == (5, "New name", {"n": 1})
+
+
+async def test_send_reads_write_key_and_host_from_the_environment() -> None:
+    """Without flags, ``send`` uses ``HT_WRITE_KEY`` and ``HT_HOST``."""
+    async with LocalCollector(write_key="env-key") as strict:
+        result = await run(
+            "send", *TRACK_ARGS, env=cli_env(HT_WRITE_KEY="env-key", HT_HOST=strict.url)
+        )
+
+        assert result.returncode == 0, result.stderr
+        assert len(strict.messages("track")) == 1
+
+
+async def test_send_validation_error_exits_2_naming_the_field(collector: LocalCollector) -> None:
+    """A track without ``--event`` exits 2 with the field's name, and nothing is sent."""
+    result = await send(collector, "--type", "track", "--user-id", "123")
+
+    assert result.returncode == 2
+    assert "Track.event is required" in result.stderr
+    assert collector.stats().requests == 0
+
+
+async def test_send_invalid_json_option_exits_2(collector: LocalCollector) -> None:
+    """A ``--properties`` value that is not a JSON object exits 2 naming the option."""
+    result = await send(collector, *TRACK_ARGS, "--properties", "{total: 1}")
+
+    assert result.returncode == 2
+    assert "--properties is not valid JSON" in result.stderr
+
+
+async def test_send_without_write_key_exits_2(collector: LocalCollector) -> None:
+    """No ``--write-key`` and no ``HT_WRITE_KEY`` exits 2 saying so."""
+    result = await run("send", "--host", collector.url, *TRACK_ARGS)
+
+    assert result.returncode == 2
+    assert "HT_WRITE_KEY" in result.stderr
+
+
+async def test_send_refused_event_exits_1_with_the_reason() -> None:
+    """A collector that refuses the write key makes ``send`` print the status and exit 1."""
+    async with LocalCollector(write_key="the-right-key") as strict:
+        result = await send(strict, *TRACK_ARGS)
+
+    assert result.returncode == 1
+    assert "not delivered: collector answered HTTP 401" in result.stdout
+
+
+# -- import ------------------------------------------------------------------------------------
+
+# Line number -> (raw line, text the report must give as the reason).
+BAD_LINES: dict[int, tuple[bytes, str]] = {
+    17: (b'{"type": "track", "userId": "u", "event": }', "invalid JSON: Expecting value"),
+    2_500: (b'{"type": "track", "userId": "u"}', "Track.event is required"),
+    31_337: (b'{"type": "click", "userId": "u"}', "type must be one of"),
+    50_000: (b'["not", "an", "object"]', "must be a JSON object, got list"),
+    66_666: (b'{"type": "group", "userId": "u"}', "Group.group_id is required"),
+    77_777: (
+        b'{"type": "page", "userId": "u", "timestamp": "last tuesday"}',
+        "Page.timestamp must be an ISO-8601",
+    ),
+    88_888: (b'{"type": "identify", "userId": "u", "colour": "red"}', "no field 'colour'"),
+    99_999: (b'{"type": "track", "event": "\xff\xfe"}', "invalid JSON"),
+}
+TYPES = ("identify", "track", "page", "screen", "group", "alias")
+
+
+def good_line(number: int) -> dict[str, Any]:
+    """A valid message in wire form, of a type that depends on its line number, backdated."""
+    kind = TYPES[number % len(TYPES)]
+    message: dict[str, Any] = {
+        "type": kind,
+        "userId": f"user-{number % 1000}",
+        "messageId": f"line-{number}",
+        "timestamp": f"2023-{number % 12 + 1:02d}-15T08:30:00Z",
+    }
+    extra: dict[str, dict[str, Any]] = {
+        "identify": {"traits": {"email": f"u{number}@example.com"}},
+        "track": {"event": "Order completed", "properties": {"total": number / 100}},
+        "page": {"name": "Home", "properties": {"path": "/"}},
+        "screen": {"name": "Cart", "category": "App"},
+        "group": {"groupId": f"acct-{number % 40}", "traits": {"name": "Acme"}},
+        "alias": {"previousId": f"anon-{number}"},
+    }
+    return {**message, **extra[kind]}
+
+
+def write_ndjson(path: Path, lines: int, bad: Mapping[int, tuple[bytes, str]]) -> set[str]:
+    """Write ``lines`` lines with ``bad`` ones at their numbers; return the good message ids."""
+    good: set[str] = set()
+    with path.open("wb") as file:
+        for number in range(1, lines + 1):
+            if number in bad:
+                file.write(bad[number][0] + b"\n")
+                continue
+            message = good_line(number)
+            good.add(message["messageId"])
+            file.write(json.dumps(message).encode() + b"\n")
+    return good
+
+
+def summary_rows(stdout: str) -> dict[str, str]:
+    """The ``label: first value`` rows of an import summary."""
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("  ") and not line.lstrip()[0].isdigit():
+            rows[line[2:14].strip()] = line[14:].split()[0]
+    return rows
+
+
+@pytest.mark.slow
+async def test_import_of_100k_lines_delivers_good_lines_and_reports_bad_ones(
+    collector: LocalCollector, tmp_path: Path
+) -> None:
+    """100,000 lines: every good line arrives once; exactly the bad line numbers are reported."""
+    source = tmp_path / "backfill.ndjson"
+    good = write_ndjson(source, 100_000, BAD_LINES)
+
+    result = await run(
+        "import", str(source), "--write-key", WRITE_KEY, "--host", collector.url,
+        "--batch-size", "250", "--concurrency", "8",
+    )  # fmt: skip
+
+    assert result.returncode == 1, result.stderr
+    received = collector.messages()
+    assert len(received) == len(good)
+    assert {m["messageId"] for m in received} == good
+    report = (tmp_path / "backfill.ndjson.rejected.txt").read_text().splitlines()
+    assert [int(line.split(":", 1)[0].removeprefix("line ")) for line in report] == list(BAD_LINES)
+    for line, (number, (_, reason)) in zip(report, BAD_LINES.items(), strict=True):
+        assert line.startswith(f"line {number}: "), line
+        assert reason in line, line
+    rows = summary_rows(result.stdout)
+    assert (rows["rejected"], rows["delivered"]) == (str(len(BAD_LINES)), f"{len(good):,}")
+
+
+async def test_import_keeps_past_timestamps(collector: LocalCollector, tmp_path: Path) -> None:
+    """Backfilled events arrive with their original timestamps and ids."""
+    source = tmp_path / "small.ndjson"
+    write_ndjson(source, 12, {})
+
+    result = await run("import", str(source), "--write-key", WRITE_KEY, "--host", collector.url)
+
+    assert result.returncode == 0, result.stderr
+    by_id = {m["messageId"]: m for m in collector.messages()}
+    assert by_id["line-5"]["timestamp"] == "2023-06-15T08:30:00Z"
+    assert by_id["line-5"]["type"] == TYPES[5 % len(TYPES)]
+    assert not (tmp_path / "small.ndjson.rejected.txt").exists()
+
+
+async def test_import_reads_stdin(collector: LocalCollector, tmp_path: Path) -> None:
+    """``import -`` streams stdin; rejected lines go to ``--report``."""
+    source = tmp_path / "piped.ndjson"
+    good = write_ndjson(source, 2_000, {3: (b"{oops", "invalid JSON")})
+    report = tmp_path / "report.txt"
+
+    result = await run(
+        "import", "-", "--report", str(report), "--write-key", WRITE_KEY, "--host", collector.url,
+        stdin=source.read_bytes(),
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert {m["messageId"] for m in collector.messages()} == good
+    assert report.read_text().startswith("line 3: invalid JSON")
+    assert "Imported stdin" in result.stdout
+
+
+async def test_import_summary_counts_each_outcome(
+    collector: LocalCollector, tmp_path: Path
+) -> None:
+    """The summary gives lines read, accepted, rejected, delivered and failed."""
+    source = tmp_path / "mixed.ndjson"
+    write_ndjson(source, 300, {10: (b"{", "invalid JSON"), 20: (b"[]", "object")})
+
+    result = await run("import", str(source), "--write-key", WRITE_KEY, "--host", collector.url)
+
+    rows = summary_rows(result.stdout)
+    assert result.stdout.startswith(f"Imported {source} into {collector.url}/v1/batch")
+    assert {key: rows[key] for key in rows if key != "elapsed"} == {
+        "lines read": "300",
+        "accepted": "298",
+        "rejected": "2",
+        "delivered": "298",
+        "failed": "0",
+    }
+    assert "events/s" in result.stdout
+
+
+async def test_import_exits_1_when_events_are_not_delivered(tmp_path: Path) -> None:
+    """Events the collector refuses are counted as failed, with the reason, and exit 1."""
+    source = tmp_path / "refused.ndjson"
+    write_ndjson(source, 150, {})
+    async with LocalCollector(write_key="the-right-key") as strict:
+        result = await run("import", str(source), "--write-key", "wrong", "--host", strict.url)
+
+    assert result.returncode == 1
+    assert "150 events not delivered: collector answered HTTP 401" in result.stdout
+    assert not (tmp_path / "refused.ndjson.rejected.txt").exists()
+
+
+async def test_import_of_a_missing_file_exits_2(tmp_path: Path) -> None:
+    """A file that cannot be opened exits 2 naming it."""
+    missing = tmp_path / "nope.ndjson"
+    result = await run("import", str(missing), "--write-key", WRITE_KEY)
+
+    assert result.returncode == 2
+    assert f"cannot read {missing}" in result.stderr
+
+
+async def test_import_progress_bar_shows_events_per_second(
+    collector: LocalCollector, tmp_path: Path
+) -> None:
+    """``--progress`` draws a tqdm bar with the event count and rate."""
+    pytest.importorskip("tqdm")
+    source = tmp_path / "progress.ndjson"
+    write_ndjson(source, 3_000, {})
+
+    result = await run(
+        "import", str(source), "--progress", "--write-key", WRITE_KEY, "--host", collector.url
+    )
+
+    assert result.returncode == 0, result.stderr
+    final = result.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert final.startswith("import: 100%")
+    assert "3,000 events" in final
+    assert "events/s" in final
+
+
+async def test_import_progress_falls_back_without_tqdm(
+    collector: LocalCollector, tmp_path: Path
+) -> None:
+    """Without tqdm, ``--progress`` prints a plain counter instead of failing."""
+    source = tmp_path / "plain.ndjson"
+    write_ndjson(source, 3_000, {})
+    code = (
+        "import sys; sys.modules['tqdm'] = None\n"
+        "from htevents_async._cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+
+    result = await run(
+        "import", str(source), "--progress", "--write-key", WRITE_KEY, "--host", collector.url,
+        code=code,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "100.0%  3,000 events" in result.stderr
+
+
+@contextlib.asynccontextmanager
+async def import_from_pipe(
+    collector: LocalCollector, report: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``import -`` reading from a pipe the test keeps open; killed if the test fails early."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "htevents_async", "import", "-", "--report", str(report)),
+        *("--write-key", WRITE_KEY, "--host", collector.url),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+        cwd=REPO,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
+
+
+def ndjson(first: int, count: int) -> bytes:
+    """``count`` valid lines starting at line number ``first``."""
+    return b"".join(json.dumps(good_line(n)).encode() + b"\n" for n in range(first, first + count))
+
+
+async def test_import_from_a_pipe_delivers_while_the_writer_is_still_writing(
+    collector: LocalCollector, tmp_path: Path
+) -> None:
+    """Lines written to the pipe are delivered before the writer closes it."""
+    async with import_from_pipe(collector, tmp_path / "report.txt") as process:
+        assert process.stdin is not None
+        process.stdin.write(ndjson(1, 500))
+        await process.stdin.drain()
+        await collector.wait_for(500, timeout=60)
+
+        out, err = await process.communicate(ndjson(501, 500))  # then closes the pipe
+
+    assert process.returncode == 0, err.decode()
+    assert len(collector.messages()) == 1000
+    assert summary_rows(out.decode())["delivered"] == "1,000"
+
+
+async def test_import_interrupted_prints_the_summary_and_exits_130(
+    collector: LocalCollector, tmp_path: Path
+) -> None:
+    """Ctrl+C while waiting on an open pipe stops at once, with a summary, exit code 130."""
+    async with import_from_pipe(collector, tmp_path / "report.txt") as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        process.stdin.write(ndjson(1, 500))
+        await process.stdin.drain()
+        await collector.wait_for(500, timeout=60)
+
+        process.send_signal(signal.SIGINT)
+        # The pipe stays open: the import must not wait for its writer to stop.
+        out = (await asyncio.wait_for(process.stdout.read(), 60)).decode()
+        await asyncio.wait_for(process.wait(), 60)
+
+    assert process.returncode == 130
+    assert summary_rows(out)["delivered"] == "500"
+    assert "Interrupted after line 500." in out
