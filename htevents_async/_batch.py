@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 from ._encoding import now_iso
 
-__all__ = ["Batch", "Entry", "body_envelope", "build_body"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-#: A queued event: its JSON text (pure ASCII), its message id, and its per-call callback.
-Entry = tuple[str, str, Any]
+    from ._errors import DeliveryError
+
+__all__ = ["Batch", "Entry", "body_envelope", "build_body", "message_id_of"]
+
+#: A queued event: its JSON text (pure ASCII), and its per-call callback with the
+#: message id already bound (``None`` without one). The id is not stored apart:
+#: it is in the text, and a 100k backlog is 9 MB smaller without the copy.
+Entry = tuple[str, "Callable[[DeliveryError | None], object] | None"]
+
+_ID_KEY = '"messageId":'
+_decode_string = json.JSONDecoder().raw_decode
+
+
+def message_id_of(text: str) -> str:
+    """The ``messageId`` of an encoded event.
+
+    The encoder writes it before any caller data, so the first occurrence of the
+    key is the message's own.
+    """
+    start = text.index(_ID_KEY) + len(_ID_KEY)
+    value: str = _decode_string(text, start)[0]
+    return value
 
 
 @final
@@ -40,7 +61,7 @@ class Batch:
     @property
     def message_ids(self) -> list[str]:
         """The ``messageId`` of each event, in batch order."""
-        return [entry[1] for entry in self._entries]
+        return [message_id_of(entry[0]) for entry in self._entries]
 
     @property
     def messages(self) -> list[dict[str, Any]]:

@@ -227,8 +227,8 @@ class Batcher:
             if config.on_failure is not None:
                 self._hooks.call("on_failure", config.on_failure, wrapped, error)
         for entry in batch:
-            if entry[2] is not None:
-                self._hooks.call("callback", entry[2], entry[1], error)
+            if entry[1] is not None:
+                self._hooks.call("callback", entry[1], error)
 
     # -- flush and close -------------------------------------------------------
 
@@ -337,5 +337,5 @@ def drop_entries(
         hooks.call("on_drop", on_drop, Batch(entries), reason)
     error = ShutdownError() if reason == "shutdown" else DroppedError(reason)
     for entry in entries:
-        if entry[2] is not None:
-            hooks.call("callback", entry[2], entry[1], error)
+        if entry[1] is not None:
+            hooks.call("callback", entry[1], error)

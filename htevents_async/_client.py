@@ -9,6 +9,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Coroutine, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any, final
 
@@ -37,6 +38,10 @@ from ._transport import Attempt, Transport
 __all__ = ["Client"]
 
 _OPTION_NAMES = frozenset(field.name for field in attrs.fields(Config))
+
+
+def _bind(callback: Callback | None, message_id: str) -> Any:
+    return None if callback is None else partial(callback, message_id)
 
 
 class _State(enum.Enum):
@@ -345,7 +350,7 @@ class Client:
             )
         message_id, data = self._encoder.encode(message)
         try:
-            loop.call_soon_threadsafe(self._accept_handed_over, (data, message_id, callback))
+            loop.call_soon_threadsafe(self._accept_handed_over, (data, _bind(callback, message_id)))
         except RuntimeError:
             raise ClientClosedError("the client's event loop is closed") from None
         return message_id
@@ -361,7 +366,7 @@ class Client:
         if batcher is None or asyncio.get_running_loop() is not self._loop:
             batcher = self._start()
         message_id, data = self._encoder.encode(message)
-        entry: Entry = (data, message_id, callback)
+        entry: Entry = (data, _bind(callback, message_id))
         if batcher is None:  # disabled: validated and encoded, then dropped by design
             self._counters.accepted += 1
             self._counters.drop("disabled")
