@@ -145,6 +145,46 @@ def _make_fast_encode() -> Callable[[Any], str]:
 
 _fast_encode = _make_fast_encode()
 
+
+def _make_orjson_encode() -> Callable[[Any], str] | None:
+    """orjson, when installed (the ``orjson`` extra): three times faster on typical events.
+
+    It must write the same values as the stdlib path, so everything our rules
+    define differently is handed to :func:`_convert` (datetimes, dataclasses),
+    and any output that is not pure ASCII, or anything orjson refuses (huge
+    ints, non-string keys, deep nesting), is encoded again by the stdlib path.
+    """
+    try:
+        import orjson
+    except ImportError:
+        return None
+    dumps = orjson.dumps
+    options = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+    def encode(value: Any) -> str:
+        try:
+            raw = dumps(value, default=_convert, option=options)
+        except (TypeError, ValueError):
+            return _fast_encode(value)
+        return raw.decode("ascii") if raw.isascii() else _fast_encode(value)
+
+    return encode
+
+
+_orjson_encode = _make_orjson_encode()
+#: The encoder the fast path uses: orjson when installed, else the stdlib's C encoder.
+fast_encode: Callable[[Any], str] = _orjson_encode or _fast_encode
+
+
+def use_orjson(enabled: bool) -> bool:
+    """Switch the fast path between orjson and the stdlib; returns whether orjson is now used.
+
+    For tests that compare the two; orjson is used by default when installed.
+    """
+    global fast_encode
+    fast_encode = _orjson_encode if enabled and _orjson_encode is not None else _fast_encode
+    return fast_encode is not _fast_encode
+
 _JSON_SCALARS = (str, int, bool, type(None))
 
 
@@ -204,7 +244,7 @@ _FIELD_NAMES = {
 
 def _to_json(wire: dict[str, Any], owner: str) -> str:
     try:
-        return _fast_encode(wire)
+        return fast_encode(wire)
     except (TypeError, ValueError, RecursionError):
         pass
     # A rule the fast path cannot apply (NaN to null), or a real error to name.
