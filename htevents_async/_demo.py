@@ -146,8 +146,13 @@ class _Generator:
         return {"previous_id": f"anon-{self.rng.randrange(1, 501):04d}", "user_id": self.user()}
 
 
-async def _send_all(client: Client, count: int, generator: _Generator) -> dict[str, int]:
+async def _send_all(
+    client: Client, count: int, generator: _Generator
+) -> tuple[dict[str, int], float]:
+    """Make ``count`` calls; return the count per type and the seconds spent inside the calls."""
     sent = dict.fromkeys(_TYPES_IN_ORDER, 0)
+    in_calls = 0.0
+    clock = time.perf_counter
     methods: dict[str, tuple[Callable[..., Awaitable[str]], Callable[[], dict[str, Any]]]] = {
         "track": (client.track, generator.track),
         "page": (client.page, generator.page),
@@ -168,11 +173,15 @@ async def _send_all(client: Client, count: int, generator: _Generator) -> dict[s
         # Half the calls run inside a request-like scope, as framework middleware would set.
         if step % 2:
             with context_scope(ip=f"203.0.113.{step % 250 + 1}", locale="en-GB"):
+                before = clock()
                 await method(**fields)
+                in_calls += clock() - before
         else:
+            before = clock()
             await method(**fields)
+            in_calls += clock() - before
         sent[kind] += 1
-    return sent
+    return sent, in_calls
 
 
 def _symbols(out: TextIO) -> tuple[str, str]:
@@ -251,8 +260,8 @@ def _report(
     rate = count / total_seconds if total_seconds > 0 else 0.0
     lines += [
         "Timing:",
-        f"  {count:,} calls recorded in {call_seconds:.3f} s ({per_call:.1f} µs per call; "
-        "no call waits on the network)",
+        f"  {per_call:.1f} µs per call on average ({call_seconds:.3f} s inside {count:,} "
+        "calls): validated, encoded and queued, never waiting on the network",
         f"  all delivered {total_seconds:.3f} s after the first call: {rate:,.0f} events/s "
         "end to end, collector included",
         "",
@@ -283,8 +292,7 @@ async def run_demo(count: int, out: TextIO) -> int:
         client = Client("demo-write-key", host=collector.url, overflow="wait")
         started = time.perf_counter()
         async with client:
-            sent = await _send_all(client, count, generator)
-            call_seconds = time.perf_counter() - started
+            sent, call_seconds = await _send_all(client, count, generator)
         # Leaving `async with` flushed: every delivered batch is already stored.
         total_seconds = time.perf_counter() - started
         collector_stats = collector.stats()
