@@ -260,8 +260,8 @@ def _report(
     rate = count / total_seconds if total_seconds > 0 else 0.0
     lines += [
         "Timing:",
-        f"  {per_call:.1f} µs per call on average ({call_seconds:.3f} s inside {count:,} "
-        "calls): validated, encoded and queued, never waiting on the network",
+        f"  {per_call:.1f} µs per call: {call_seconds:.3f} s inside {count:,} calls "
+        "(validate, encode, queue; never a network wait)",
         f"  all delivered {total_seconds:.3f} s after the first call: {rate:,.0f} events/s "
         "end to end, collector included",
         "",
