@@ -185,6 +185,7 @@ def use_orjson(enabled: bool) -> bool:
     fast_encode = _orjson_encode if enabled and _orjson_encode is not None else _fast_encode
     return fast_encode is not _fast_encode
 
+
 _JSON_SCALARS = (str, int, bool, type(None))
 
 
