@@ -149,18 +149,15 @@ class Track(Message):
         return {"event": self.event, "properties": self.properties}
 
 
-@final
 @attrs.frozen(kw_only=True)
-class Page(Message):
-    """Records a web page view (``page`` call)."""
-
-    type: ClassVar[str] = "page"
+class _View(Message):
+    """The fields page and screen views share."""
 
     name: str | None = attrs.field(default=None, validator=_optional_str)
-    """The page's name."""
+    """The page's or screen's name."""
 
     category: str | None = attrs.field(default=None, validator=_optional_str)
-    """The page's category."""
+    """The page's or screen's category."""
 
     properties: Mapping[str, Any] | None = attrs.field(default=None, validator=_optional_mapping)
     """Details of the view (url, referrer…)."""
@@ -171,22 +168,18 @@ class Page(Message):
 
 @final
 @attrs.frozen(kw_only=True)
-class Screen(Message):
+class Page(_View):
+    """Records a web page view (``page`` call)."""
+
+    type: ClassVar[str] = "page"
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Screen(_View):
     """Records a mobile or desktop screen view (``screen`` call)."""
 
     type: ClassVar[str] = "screen"
-
-    name: str | None = attrs.field(default=None, validator=_optional_str)
-    """The screen's name."""
-
-    category: str | None = attrs.field(default=None, validator=_optional_str)
-    """The screen's category."""
-
-    properties: Mapping[str, Any] | None = attrs.field(default=None, validator=_optional_mapping)
-    """Details of the view."""
-
-    def _payload(self) -> dict[str, Any]:
-        return {"name": self.name, "category": self.category, "properties": self.properties}
 
 
 @final
