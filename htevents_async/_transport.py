@@ -160,8 +160,12 @@ class Transport:
                 reason = f"HTTP {status}"
             if attempt > policy.max_retries:
                 return Outcome(RetriesExhaustedError(attempt, reason), attempt)
-            delay = policy.delay(attempt, retry_after)
-            if loop.time() + delay - started > policy.max_retry_time:
+            remaining = policy.max_retry_time - (loop.time() - started)
+            if remaining <= 0:
                 return Outcome(RetriesExhaustedError(attempt, reason), attempt)
+            # A wait past the budget is cut to what is left of it: one last retry at its
+            # end rather than giving up now. With retry_after_max equal to max_retry_time
+            # (the defaults), every capped Retry-After would otherwise end the batch.
+            delay = min(policy.delay(attempt, retry_after), remaining)
             logger.debug("htevents_async: %s; retry %d in %.2f s", reason, attempt, delay)
             await self._sleep(delay)

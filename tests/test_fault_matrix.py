@@ -71,6 +71,35 @@ async def test_retry_after_is_capped_by_retry_after_max() -> None:
         assert [r.status for r in server.requests] == [503, 200]
 
 
+async def test_retry_after_past_the_retry_budget_still_gets_a_last_retry() -> None:
+    """With the default shape (retry_after_max == max_retry_time) a long Retry-After is
+    cut to the budget and retried once at its end, not failed on the spot."""
+    async with FaultServer(Respond(429, retry_after="3600")) as server:
+        async with client_for(server.url, retry_after_max=0.3, max_retry_time=0.3) as client:
+            await client.track(user_id="u", event="e")
+            assert await client.flush(timeout=10.0) == 0
+            stats = client.statistics()
+        assert [r.status for r in server.requests] == [429, 200]
+        assert (stats.delivered, stats.failed) == (1, 0)
+
+
+async def test_retries_stop_at_the_end_of_the_retry_budget() -> None:
+    """Long Retry-Afters get one retry at the end of max_retry_time, then the batch fails."""
+    errors: list[DeliveryError] = []
+    async with FaultServer(then=Respond(503, retry_after="3600")) as server:
+        async with client_for(
+            server.url,
+            retry_after_max=3600.0,
+            max_retry_time=0.3,
+            on_failure=lambda _, error: errors.append(error),
+        ) as client:
+            await client.track(user_id="u", event="e")
+            assert await client.flush(timeout=10.0) == 0
+        assert len(server.requests) == 2
+        assert server.requests[1].at - server.requests[0].at >= 0.3 - 0.05
+        assert [type(e) for e in errors] == [RetriesExhaustedError]
+
+
 @pytest.mark.parametrize("status", [400, 401, 413])
 async def test_client_errors_are_final_for_their_batch_only(status: int) -> None:
     """A 4xx is sent once, reported through on_failure, and other batches are delivered."""
