@@ -139,6 +139,32 @@ async def test_forked_child_rebuilds_the_client_and_drops_inherited_events() -> 
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+async def test_client_created_before_fork_but_unused_works_in_the_child() -> None:
+    """The gunicorn --preload shape: created at import in the master, first used in a worker."""
+    async with LocalCollector() as collector:
+        client = client_for(collector.url)
+
+        def child() -> dict[str, Any]:
+            async def worker() -> dict[str, Any]:
+                ids = [await client.track(user_id="worker", event="e") for _ in range(4)]
+                dropped = await client.aclose()
+                stats = client.statistics()
+                return {"ids": ids, "dropped": dict(stats.dropped), "closed_dropped": dropped}
+
+            return asyncio.run(worker())
+
+        reported = await asyncio.to_thread(_fork_and_report, child)
+        assert "raised" not in reported, reported
+        assert (reported["dropped"], reported["closed_dropped"]) == ({}, 0)
+        await collector.wait_for(4)
+        assert {m["messageId"] for m in collector.messages()} == set(reported["ids"])
+        # The master never used it, so it is still free to bind to the master's loop.
+        await client.track(user_id="master", event="e")
+        assert await client.aclose() == 0
+        await collector.wait_for(5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 async def test_forked_child_with_injected_http_client_raises() -> None:
     """A client given an http_client before the fork refuses to run in the child."""
     async with LocalCollector() as collector, httpx.AsyncClient() as http:
