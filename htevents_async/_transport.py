@@ -30,6 +30,8 @@ from ._logging import logger
 # worker thread keeps the event loop free meanwhile. Smaller bodies compress
 # faster than the hop to a thread costs.
 GZIP_THREAD_THRESHOLD = 64 * 1024
+# Bytes of a response body kept for an error message; the rest is not read.
+ERROR_BODY_LIMIT = 64 * 1024
 # Level 6 costs about twice level 1 for a few percent smaller JSON bodies.
 GZIP_LEVEL = 1
 
@@ -69,6 +71,32 @@ def _fail_fast_on_missing_sniffio() -> None:
     """
     if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
         sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+async def _read_raw(response: httpx.Response) -> bytes:
+    """The start of the response body, as sent (not decoded).
+
+    The status alone decides the outcome, so a body whose Content-Encoding lies
+    cannot turn a 2xx into an error. Reading to the end lets the connection be
+    reused; a body past ``ERROR_BODY_LIMIT`` is cut and its connection closed.
+    """
+    chunks = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= ERROR_BODY_LIMIT:
+            break
+    return b"".join(chunks)
+
+
+def _error_text(response: httpx.Response, raw: bytes) -> str:
+    """An error body as text for diagnosis; one that cannot be decoded is described."""
+    try:
+        return httpx.Response(response.status_code, headers=response.headers, content=raw).text
+    except httpx.DecodingError:
+        encoding = response.headers.get("content-encoding")
+        return f"<{len(raw)} bytes that are not valid {encoding}>"
 
 
 def _compress(body: bytes) -> bytes:
@@ -143,9 +171,21 @@ class Transport:
                 # httpx's timeout bounds each read; this bounds the whole exchange,
                 # so a server that trickles bytes cannot hold the batch forever.
                 with anyio.fail_after(self._timeout):
-                    response = await self._http.post(
-                        self._url, content=body, headers=self._headers, timeout=self._timeout
+                    request = self._http.build_request(
+                        "POST",
+                        self._url,
+                        content=body,
+                        headers=self._headers,
+                        timeout=self._timeout,
                     )
+                    response = await self._http.send(request, stream=True)
+                    try:
+                        raw = await _read_raw(response)
+                    except httpx.TransportError:
+                        # The status line is the answer; a body cut short changes nothing.
+                        raw = b""
+                    finally:
+                        await response.aclose()
             except (httpx.TransportError, TimeoutError) as exc:
                 self._on_attempt(Attempt(None, len(body), attempt > 1))
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -155,7 +195,8 @@ class Transport:
                 if is_success(status):
                     return Outcome(None, attempt)
                 if not is_retryable_status(status):
-                    return Outcome(HTTPStatusError(status, self._redact(response.text)), attempt)
+                    text = self._redact(_error_text(response, raw))
+                    return Outcome(HTTPStatusError(status, text), attempt)
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 reason = f"HTTP {status}"
             if attempt > policy.max_retries:

@@ -55,6 +55,8 @@ class Respond:
     """The ``Retry-After`` header value, if any: delta-seconds or an HTTP-date."""
     delay: float = 0.0
     body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra response headers, e.g. ``(("Content-Encoding", "gzip"),)`` over a body that is not."""
     echo_auth: bool = False
     """Put the request's ``Authorization`` header and ``writeKey`` in the response body, as a
     careless collector's error message might."""
@@ -95,6 +97,8 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     """Lower-case names; the last value wins."""
+    peer: tuple[str, int] = ("", 0)
+    """The client's address: one per connection, so reuse shows as a repeated peer."""
     body: dict[str, Any] | None = None
     """The decoded JSON body; ``None`` if it was not read or not JSON."""
     action: Action | None = None
@@ -299,6 +303,7 @@ class FaultServer:
             method=event.method.decode(),
             path=event.target.decode(),
             headers=headers,
+            peer=writer.get_extra_info("peername")[:2],
         )
         script_sees_body = callable(self.script)
         action = None if script_sees_body else self._next_action(request)
@@ -352,6 +357,7 @@ class FaultServer:
         headers = [("Content-Type", "text/plain")]
         if action.retry_after is not None:
             headers.append(("Retry-After", action.retry_after))
+        headers.extend(action.headers)
         if action.status not in (204, 304):
             headers.append(("Content-Length", str(len(body))))
         try:

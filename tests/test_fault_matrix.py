@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from fault_matrix import SCENARIOS, Result, Scenario, run
@@ -144,6 +145,47 @@ async def test_every_2xx_is_success_and_not_retried(status: int) -> None:
         assert len(server.requests) == 1
         assert [b.message_ids for b in delivered] == [ids]
         assert (stats.delivered, stats.requests, stats.retries) == (3, 1, 0)
+
+
+_NOT_GZIP = (("Content-Encoding", "gzip"),)
+
+
+async def test_2xx_with_an_undecodable_body_is_success(caplog: pytest.LogCaptureFixture) -> None:
+    """The status decides: a 200 whose body does not match its Content-Encoding is delivery."""
+    caplog.set_level(logging.WARNING, logger="htevents_async")
+    answer = Respond(200, body=b"not gzip", headers=_NOT_GZIP)
+    async with FaultServer(then=answer) as server, client_for(server.url) as client:
+        await client.track(user_id="u", event="e")
+        assert await client.flush() == 0
+        stats = client.statistics()
+    assert (stats.delivered, stats.failed, stats.requests) == (1, 0, len(server.requests))
+    assert not caplog.records
+
+
+async def test_error_with_an_undecodable_body_is_still_a_final_status() -> None:
+    """A 400 whose body cannot be decoded is reported as HTTP 400, with the body described."""
+    errors: list[DeliveryError] = []
+    answer = Respond(400, body=b"not gzip", headers=_NOT_GZIP)
+    async with (
+        FaultServer(then=answer) as server,
+        client_for(server.url, on_failure=lambda _, e: errors.append(e)) as client,
+    ):
+        await client.track(user_id="u", event="e")
+        assert await client.flush() == 0
+    assert len(server.requests) == 1
+    assert [type(e) for e in errors] == [HTTPStatusError]
+    assert isinstance(errors[0], HTTPStatusError)
+    assert errors[0].status_code == 400
+    assert "not valid gzip" in str(errors[0])
+
+
+async def test_batches_reuse_one_connection() -> None:
+    """Successive batches go over one kept-alive connection."""
+    async with FaultServer() as server, client_for(server.url) as client:
+        for _ in range(3):
+            await client.track(user_id="u", event="e")
+            assert await client.flush() == 0
+    assert len({request.peer for request in server.requests}) == 1
 
 
 @pytest.mark.parametrize("status", [501, 505])
