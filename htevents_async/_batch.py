@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from ._errors import DeliveryError
 
-__all__ = ["Batch", "Entry", "body_envelope", "build_body", "message_id_of"]
+__all__ = ["Batch", "Entry", "body_envelope", "build_body", "envelope_size", "message_id_of"]
 
 #: A queued event: its JSON text (pure ASCII), and its per-call callback with the
 #: message id already bound (``None`` without one). The id is not stored apart:
@@ -88,6 +88,12 @@ def body_envelope(write_key: str) -> tuple[bytes, bytes]:
     batch tells the collector when it was really sent.
     """
     return b'{"batch":[', b'","writeKey":' + json.dumps(write_key).encode() + b"}"
+
+
+def envelope_size(write_key: str) -> int:
+    """Bytes a request body adds around the joined events for this write key."""
+    head, tail = body_envelope(write_key)
+    return len(head) + len(tail) + len('],"sentAt":"2026-01-01T00:00:00.000Z')
 
 
 def build_body(head: bytes, joined: bytes, tail: bytes) -> bytes:

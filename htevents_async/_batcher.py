@@ -56,7 +56,8 @@ class Batcher:
         self._loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[Entry] = asyncio.Queue(config.max_queue_size)
         self._slots = asyncio.Semaphore(config.max_concurrent_requests)
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Delivery tasks and the number of events each carries.
+        self._tasks: dict[asyncio.Task[None], int] = {}
         self._put_count = 0
         self._handed_off = 0
         self._flush_target = 0
@@ -83,7 +84,12 @@ class Batcher:
         except asyncio.QueueFull:
             return False
         self._put_count += 1
-        if self._waiter is not None and queue.qsize() >= self._config.max_batch_size:
+        # The flusher may already hold part of the batch: count it, or a batch
+        # that is full would still wait for flush_interval.
+        if (
+            self._waiter is not None
+            and len(self._forming) + queue.qsize() >= self._config.max_batch_size
+        ):
             self._wake()
         return True
 
@@ -181,16 +187,22 @@ class Batcher:
         # Entries are ASCII text, so the batch is encoded to bytes once, here.
         joined = ",".join([entry[0] for entry in batch]).encode()
         task = self._loop.create_task(self._deliver(batch, joined))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = len(batch)
+        task.add_done_callback(self._forget_task)
         self._handed_off += len(batch)
         self._release_flush_waiters()
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
 
     async def _deliver(self, batch: list[Entry], joined: bytes) -> None:
         try:
             outcome = await self._transport.deliver(joined)
         except asyncio.CancelledError:
-            self._finish(batch, ShutdownError())
+            # Cancelled only by close() at its deadline: reported like the queued
+            # leftovers, so on_drop and dropped["shutdown"] see every shutdown loss.
+            self._counters.in_flight -= len(batch)
+            self.drop(batch, "shutdown")
             raise
         except Exception as exc:
             logger.exception("htevents_async: delivery error")
@@ -212,10 +224,7 @@ class Batcher:
             if config.on_success is not None:
                 self._hooks.call("on_success", config.on_success, wrapped)
         else:
-            if isinstance(error, ShutdownError):
-                counters.drop("shutdown", count)
-            else:
-                counters.failed += count
+            counters.failed += count
             counters.batches_failed += 1
             self._warnings.log(
                 logging.ERROR,
@@ -244,13 +253,22 @@ class Batcher:
         self._flush_waiters = keep
 
     @property
+    def drained(self) -> bool:
+        """Whether close() has emptied the queue for good."""
+        return self._drained
+
+    @property
     def pending(self) -> int:
         """Events without an outcome: queued or in flight."""
         return self.queue.qsize() + self._counters.in_flight
 
     async def flush(self, timeout: float) -> int:
-        """Wait until every event queued before the call has an outcome; return those still
-        pending when ``timeout`` seconds have passed (0 when all are done)."""
+        """Wait until every event queued before the call has an outcome; return how many
+        of those still had none when ``timeout`` seconds passed (0 when all are done).
+
+        Events queued after the call are neither waited for nor counted, so busy
+        traffic cannot make a successful flush look incomplete.
+        """
         loop = self._loop
         deadline = loop.time() + timeout
         # Thread-safe enqueues already handed to the loop land before the target is read.
@@ -264,11 +282,12 @@ class Batcher:
             await asyncio.wait({future}, timeout=max(deadline - loop.time(), 0))
             if not future.done():
                 future.cancel()
-                return self.pending
-        tasks = set(self._tasks)
+                # Every delivery task so far carries events from before the target.
+                return target - self._handed_off + sum(self._tasks.values())
+        tasks = dict(self._tasks)
         if tasks:
             await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0))
-        return self.pending
+        return sum(count for task, count in tasks.items() if not task.done())
 
     async def close(self, timeout: float) -> int:
         """Flush within ``timeout``, then drop what is left as ``shutdown``; return that count."""

@@ -17,7 +17,7 @@ import anyio
 import attrs
 import httpx
 
-from ._batch import Entry
+from ._batch import Entry, envelope_size
 from ._batcher import Batcher, drop_entries
 from ._config import Config
 from ._encoding import Encoder
@@ -38,6 +38,28 @@ from ._transport import Attempt, Transport
 __all__ = ["Client"]
 
 _OPTION_NAMES = frozenset(field.name for field in attrs.fields(Config))
+
+
+# Seconds closing the connections may take once the close deadline has passed.
+_CLOSE_GRACE = 0.25
+
+
+def _timeout_seconds(method: str, timeout: float | dt.timedelta | None, default: float) -> float:
+    if timeout is None:
+        return default
+    seconds = timeout.total_seconds() if isinstance(timeout, dt.timedelta) else timeout
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        # NaN fails the comparison too.
+        raise ValueError(f"{method}() timeout must be a number of seconds >= 0, got {timeout!r}")
+    return float(seconds)
+
+
+def _check_message(message: object) -> None:
+    if not isinstance(message, Message) or type(message) is Message:
+        raise TypeError(
+            "expected an Identify, Track, Page, Screen, Group or Alias message, "
+            f"got {type(message).__name__}"
+        )
 
 
 def _bind(callback: Callback | None, message_id: str) -> Any:
@@ -112,6 +134,13 @@ class Client:
             config = attrs.evolve(config, **options)
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigError(f"http_client must be an httpx.AsyncClient, got {http_client!r}")
+        envelope = envelope_size(write_key)
+        if config.max_message_bytes + envelope > config.max_batch_bytes:
+            raise ConfigError(
+                f"Config.max_batch_bytes ({config.max_batch_bytes}) must hold one message of "
+                f"max_message_bytes ({config.max_message_bytes}) plus the {envelope} bytes "
+                "the request body adds with this write key"
+            )
         self._config = config
         self._batch_size = config.max_batch_size
         self._write_key = write_key
@@ -126,6 +155,7 @@ class Client:
         self._owns_http = http_client is None
         self._forked_with_injected_http = False
         self._close_task: asyncio.Task[int] | None = None
+        self._closing_batcher: Batcher | None = None
         _live_clients.add(self)
 
     @property
@@ -320,11 +350,7 @@ class Client:
         ``callback(message_id, error)`` is called once with the outcome: ``error``
         is ``None`` when the collector accepted the event.
         """
-        if not isinstance(message, Message) or type(message) is Message:
-            raise TypeError(
-                "enqueue() takes an Identify, Track, Page, Screen, Group or Alias, "
-                f"got {type(message).__name__}"
-            )
+        _check_message(message)
         message_id, follow_up = self._submit(message, callback)
         if follow_up is not None:
             await follow_up
@@ -348,6 +374,7 @@ class Client:
                 "the client has not started: enter `async with client` (or await any of "
                 "its methods) on its event loop before enqueue_threadsafe()"
             )
+        _check_message(message)
         message_id, data = self._encoder.encode(message)
         try:
             loop.call_soon_threadsafe(self._accept_handed_over, (data, _bind(callback, message_id)))
@@ -384,7 +411,9 @@ class Client:
             return message_id, self._wait_for_room(entry)
         self._counters.accepted += 1
         batcher.drop([entry], "queue_full")
-        return message_id, None
+        # Yield here too: a producer that only ever drops would otherwise never let
+        # the flusher run, and the queue would stay full while the collector idles.
+        return message_id, asyncio.sleep(0)
 
     async def _wait_for_room(self, entry: Entry) -> None:
         batcher = self._batcher
@@ -400,11 +429,18 @@ class Client:
     def _accept_handed_over(self, entry: Entry) -> None:
         """Runs on the loop: queue an entry encoded in another thread."""
         self._counters.accepted += 1
-        batcher = self._batcher
+        batcher = self._batcher or self._closing_batcher
         if self._config.disable:
             self._counters.drop("disabled")
-        elif batcher is None:
-            drop_entries([entry], "shutdown", self._counters, self._hooks, self._warnings, None)
+        elif batcher is None or batcher.drained:
+            drop_entries(
+                [entry],
+                "shutdown",
+                self._counters,
+                self._hooks,
+                self._warnings,
+                self._config.on_drop,
+            )
         elif not batcher.offer(entry):
             batcher.drop([entry], "queue_full")
 
@@ -464,7 +500,7 @@ class Client:
     ) -> None:
         await self.aclose()
 
-    async def flush(self, timeout: float | None = None) -> int:
+    async def flush(self, timeout: float | dt.timedelta | None = None) -> int:
         """Wait until every event recorded before the call has an outcome.
 
         Returns how many events are still pending when ``timeout`` seconds
@@ -476,9 +512,9 @@ class Client:
             return 0
         if asyncio.get_running_loop() is not self._loop:
             raise WrongEventLoopError("flush() must run on the loop the client is bound to")
-        return await batcher.flush(self._config.flush_timeout if timeout is None else timeout)
+        return await batcher.flush(_timeout_seconds("flush", timeout, self._config.flush_timeout))
 
-    async def aclose(self, timeout: float | None = None) -> int:
+    async def aclose(self, timeout: float | dt.timedelta | None = None) -> int:
         """Stop accepting events, deliver what is pending, and release the connections.
 
         Waits at most ``timeout`` seconds (default ``Config.shutdown_timeout``),
@@ -491,33 +527,42 @@ class Client:
             return 0
         if self._loop is not None and asyncio.get_running_loop() is not self._loop:
             raise WrongEventLoopError("aclose() must run on the loop the client is bound to")
+        limit = _timeout_seconds("aclose", timeout, self._config.shutdown_timeout)
         self._state = _State.CLOSED
-        batcher, self._batcher = self._batcher, None
-        limit = self._config.shutdown_timeout if timeout is None else timeout
-        self._close_task = asyncio.get_running_loop().create_task(self._close(batcher, limit))
+        # New calls now fail, but events other threads encoded before the close are
+        # still handed to the closing batcher, so its flush can deliver them.
+        self._closing_batcher, self._batcher = self._batcher, None
+        self._close_task = asyncio.get_running_loop().create_task(
+            self._close(self._closing_batcher, limit)
+        )
         return await asyncio.shield(self._close_task)
 
     async def _close(self, batcher: Batcher | None, timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         dropped = 0 if batcher is None else await batcher.close(timeout)
         if self._owns_http and self._http is not None:
             # Closing sockets is quick; the bound only guards against a stuck peer.
-            with anyio.move_on_after(1.0):
+            with anyio.move_on_after(max(deadline - loop.time(), _CLOSE_GRACE)):
                 await self._http.aclose()
-        if dropped:
+        stats = self.statistics()
+        if stats.failed or stats.dropped:
+            # One line that adds up every loss, however many the rate limit held back.
             logger.warning(
-                "htevents_async: closed with %d events undelivered (shutdown_timeout %.1f s)",
-                dropped,
-                timeout,
+                "htevents_async: closed; %d delivered, %d failed, dropped %s",
+                stats.delivered,
+                stats.failed,
+                stats.dropped,
             )
         return dropped
 
     def statistics(self) -> Statistics:
         """A snapshot of the delivery counters (see :class:`Statistics`)."""
-        batcher = self._batcher
+        batcher = self._batcher or self._closing_batcher
         return self._counters.snapshot(0 if batcher is None else batcher.queue.qsize())
 
     def _pending(self) -> int:
-        batcher = self._batcher
+        batcher = self._batcher or self._closing_batcher
         return 0 if batcher is None else batcher.pending
 
     def _reset_after_fork(self) -> None:

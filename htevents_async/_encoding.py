@@ -79,14 +79,18 @@ def now_iso() -> str:
     return text
 
 
-def format_datetime(value: dt.datetime) -> str:
-    """ISO-8601 in UTC with a ``Z``; naive datetimes are taken to be UTC."""
+def format_datetime(value: dt.datetime, timespec: str = "auto") -> str:
+    """ISO-8601 in UTC with a ``Z``; naive datetimes are taken to be UTC.
+
+    Message timestamps use ``timespec="milliseconds"``, as the spec and the
+    call-time stamps do; datetimes in properties keep their full precision.
+    """
     try:
         value = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
     except OverflowError:
         # Within a day of year 1 or 9999, the UTC time may fall outside datetime's range.
         raise MessageError(f"datetime {value.isoformat()} has no UTC equivalent") from None
-    return value.replace(tzinfo=None).isoformat() + "Z"
+    return value.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
 
 
 def _convert(value: Any) -> Any:
@@ -282,7 +286,7 @@ class Encoder:
         """
         message_id = message.message_id
         timestamp = message.timestamp
-        stamp = now_iso() if timestamp is None else format_datetime(timestamp)
+        stamp = now_iso() if timestamp is None else format_datetime(timestamp, "milliseconds")
         # The head and the default tail are built from strings that need no
         # escaping (type names, UUIDs, timestamps); only caller data goes
         # through the JSON encoder.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Callback", "HookRunner", "OnDrop", "OnFailure", "OnSuccess"]
 
-from ._logging import logger
+from ._logging import RateLimitedLog, logger
 
 
 class OnSuccess(Protocol):
@@ -37,6 +38,9 @@ class OnDrop(Protocol):
 #: A per-call ``callback(message_id, error)``; ``error`` is ``None`` on delivery.
 Callback: TypeAlias = Callable[[str, "DeliveryError | None"], Awaitable[None] | None]
 
+#: Seconds a cancelled hook may take to finish before a close stops waiting for it.
+CANCEL_GRACE = 0.1
+
 # Async hook calls running at once; past this, new calls are skipped and logged
 # rather than piling up tasks behind a hook that hangs.
 _MAX_PENDING_HOOKS = 1000
@@ -52,6 +56,7 @@ class HookRunner:
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
         self._tasks: set[asyncio.Task[None]] = set()
+        self._skips = RateLimitedLog()
 
     def call(self, name: str, hook: Callable[..., Any], *args: Any) -> None:
         """Call ``hook(*args)``; never raises."""
@@ -62,8 +67,10 @@ class HookRunner:
             return
         if inspect.isawaitable(result):
             if len(self._tasks) >= _MAX_PENDING_HOOKS:
-                logger.error(
-                    "htevents_async: %d %s hook calls still running; skipping this one",
+                self._skips.log(
+                    logging.ERROR,
+                    f"skip:{name}",
+                    "htevents_async: %d hook calls still running; skipping this %s call",
                     len(self._tasks),
                     name,
                 )
@@ -84,14 +91,22 @@ class HookRunner:
             logger.exception("htevents_async: %s hook raised; delivery continues", name)
 
     async def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for running async hooks, then cancel the rest."""
+        """Wait up to ``timeout`` seconds for running async hooks, then cancel the rest.
+
+        A hook that swallows its cancellation gets :data:`CANCEL_GRACE` seconds more
+        and is then left behind (and logged), so it cannot hold up a close.
+        """
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=max(timeout, 0.0))
         for task in pending:
             task.cancel()
         if pending:
-            await asyncio.wait(pending)
+            _, stuck = await asyncio.wait(pending, timeout=CANCEL_GRACE)
+            if stuck:
+                logger.error(
+                    "htevents_async: %d hook calls ignored cancellation; left running", len(stuck)
+                )
 
 
 def _discard(awaitable: Awaitable[Any]) -> None:

@@ -7,6 +7,7 @@ batch, because sending the same body again cannot change the answer.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import math
 import random
@@ -41,6 +42,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
+            if when.tzinfo is None:  # "-0000" means UTC of unknown origin, not local time
+                when = when.replace(tzinfo=dt.timezone.utc)
         except (TypeError, ValueError, IndexError):
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)

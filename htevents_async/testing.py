@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime as dt
 import gzip
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -50,7 +51,7 @@ import attrs
 import httpx
 
 from ._client import Client
-from ._encoding import _normalise
+from ._encoding import _normalise, format_datetime
 from ._messages import Id
 
 __all__ = [
@@ -245,7 +246,14 @@ class CapturedEvents:
     def _expected(type: str, fields: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
         """``(name as given, wire key, value in wire form)`` for each field."""
         return [
-            (name, _camel(name), _normalise(value, f"expected {type}.{name}", set()))
+            (
+                name,
+                _camel(name),
+                # A message's own timestamp is written with milliseconds, as on the wire.
+                format_datetime(value, "milliseconds")
+                if name == "timestamp" and isinstance(value, dt.datetime)
+                else _normalise(value, f"expected {type}.{name}", set()),
+            )
             for name, value in fields.items()
         ]
 

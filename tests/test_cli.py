@@ -272,7 +272,7 @@ async def test_send_takes_options_common_to_every_type(collector: LocalCollector
 
     assert result.returncode == 0, result.stderr
     (message,) = collector.messages()
-    assert message["timestamp"] == "2024-01-02T03:04:05Z"
+    assert message["timestamp"] == "2024-01-02T03:04:05.000Z"
     assert message["messageId"] == "order-17"
     assert message["context"]["ip"] == "203.0.113.7"
     assert message["integrations"] == {"All": False}
@@ -430,7 +430,7 @@ async def test_import_keeps_past_timestamps(collector: LocalCollector, tmp_path:
 
     assert result.returncode == 0, result.stderr
     by_id = {m["messageId"]: m for m in collector.messages()}
-    assert by_id["line-5"]["timestamp"] == "2023-06-15T08:30:00Z"
+    assert by_id["line-5"]["timestamp"] == "2023-06-15T08:30:00.000Z"
     assert by_id["line-5"]["type"] == TYPES[5 % len(TYPES)]
     assert not (tmp_path / "small.ndjson.rejected.txt").exists()
 

@@ -55,7 +55,7 @@ async def test_drop_policy_counts_warns_once_and_calls_on_drop(
     assert [mid for batch, _ in dropped for mid in batch.message_ids] == over
     assert all(isinstance(outcomes[mid], DroppedError) for mid in over)
     assert all(outcomes[mid] is None for mid in first + queued)
-    warnings = [r for r in caplog.records if "queue_full" in r.getMessage()]
+    warnings = [r for r in caplog.records if "(queue_full)" in r.getMessage()]
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
     assert_accounted(client.statistics())

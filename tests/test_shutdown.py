@@ -67,7 +67,7 @@ async def test_aclose_deadline_logs_what_was_dropped(caplog: pytest.LogCaptureFi
             await client.track(user_id="u", event="e")
         await server.wait_for_requests(1)
         await client.aclose(timeout=0.1)
-    assert any("closed with 3 events undelivered" in r.getMessage() for r in caplog.records)
+    assert any("dropped {'shutdown': 3}" in r.getMessage() for r in caplog.records)
 
 
 async def test_aclose_interrupts_a_long_retry_after_sleep() -> None:

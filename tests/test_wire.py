@@ -14,7 +14,7 @@ from htevents_async import Client, MessageTooLargeError, MessageTypeError
 from htevents_async._collector import LocalCollector
 
 WHEN = dt.datetime(2026, 11, 22, 4, 7, 19, 110000)
-STAMP = "2026-11-22T04:07:19.110000Z"
+STAMP = "2026-11-22T04:07:19.110Z"
 LIBRARY = {"name": "htevents-async", "version": htevents_async.__version__}
 
 
