@@ -82,6 +82,9 @@ async def _read_raw(response: httpx.Response) -> bytes:
     """
     chunks = []
     size = 0
+    if response.is_stream_consumed:
+        # Built in memory (a mock or capturing transport): nothing left to stream.
+        return response.content[:ERROR_BODY_LIMIT]
     async for chunk in response.aiter_raw():
         chunks.append(chunk)
         size += len(chunk)
