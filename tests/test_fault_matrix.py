@@ -73,8 +73,8 @@ async def test_retry_after_is_capped_by_retry_after_max() -> None:
 
 
 async def test_retry_after_past_the_retry_budget_still_gets_a_last_retry() -> None:
-    """With the default shape (retry_after_max == max_retry_time) a long Retry-After is
-    cut to the budget and retried once at its end, not failed on the spot."""
+    """A Retry-After cut to a budget-sized retry_after_max is retried, not failed at once."""
+    # The defaults have this shape: retry_after_max == max_retry_time (60 s each).
     async with FaultServer(Respond(429, retry_after="3600")) as server:
         async with client_for(server.url, retry_after_max=0.3, max_retry_time=0.3) as client:
             await client.track(user_id="u", event="e")

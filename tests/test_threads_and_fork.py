@@ -97,8 +97,8 @@ def _fork_and_report(child: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 async def test_forked_child_rebuilds_the_client_and_drops_inherited_events() -> None:
-    """In a forked child the client starts afresh: it delivers the child's events and counts
-    the parent's queued ones as dropped["fork"]; the parent's own delivery is unaffected."""
+    """A forked child rebuilds the client: own events delivered, inherited ones dropped["fork"]."""
+    # The parent's own delivery is unaffected, checked at the end.
     async with LocalCollector() as collector:
         client = client_for(collector.url, flush_interval=3600.0, max_batch_size=100)
         parent_ids = [await client.track(user_id="parent", event="e") for _ in range(5)]
