@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import anyio
 import pytest
 from fault_matrix import SCENARIOS, Result, Scenario, run
 from faultserver import Action, FaultServer, Hang, ReceivedRequest, Respond, http_date
@@ -258,3 +259,20 @@ async def test_a_hanging_batch_does_not_stall_the_others() -> None:
             dropped = await client.aclose(timeout=0.1)
         assert dropped == 1
         assert client.statistics().dropped == {"shutdown": 1}
+
+
+async def test_no_more_than_max_concurrent_requests_are_in_flight() -> None:
+    """With every request hanging, the server sees exactly max_concurrent_requests of them."""
+    async with FaultServer(then=Hang()) as server:
+        client = client_for(
+            server.url, request_timeout=60.0, max_batch_size=5, max_concurrent_requests=3
+        )
+        for _ in range(50):
+            await client.track(user_id="u", event="e")
+        await server.wait_for_requests(3)
+        await anyio.wait_all_tasks_blocked()
+        assert len(server.requests) == 3
+        stats = client.statistics()
+        # Three batches on the wire and the next one formed, waiting for a slot.
+        assert (stats.in_flight, stats.queued) == (4 * 5, 50 - 4 * 5)
+        assert await client.aclose(timeout=0) == 50
