@@ -189,8 +189,11 @@ class Config:
     """Called with each undeliverable batch and its :class:`~htevents_async.DeliveryError`."""
 
     on_drop: OnDrop | None = attrs.field(default=None, validator=_optional_callable)
-    """Called with events dropped before any attempt, and the reason (``"queue_full"``,
-    ``"disabled"``, ``"shutdown"``, ``"fork"``)."""
+    """Called with events dropped before delivery and the reason: ``"queue_full"``, or
+    ``"shutdown"`` (still pending at the close deadline). Events dropped by design
+    (``disable=True``) or inherited across ``os.fork()`` are counted in
+    :meth:`Client.statistics` and logged, but not passed here: the first happen by
+    choice, the second belong to the parent process."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_batch_size > self.max_queue_size:
