@@ -16,7 +16,7 @@ import anyio.to_thread
 import attrs
 import httpx
 
-from ._batch import body_envelope, build_body
+from ._batch import body_envelope, build_body, envelope_size
 from ._config import Config
 from ._errors import DeliveryError, HTTPStatusError, RetriesExhaustedError
 from ._retry import RetryPolicy, is_retryable_status, is_success, parse_retry_after
@@ -131,6 +131,7 @@ class Transport:
             retry_after_max=config.retry_after_max,
         )
         self._head, self._tail = body_envelope(write_key)
+        self._envelope = envelope_size(write_key)
         token = base64.b64encode(f"{write_key}:".encode()).decode()
         # Collectors may echo credentials in an error body, which becomes part of an
         # exception message and a log line; neither may ever carry the key.
@@ -153,7 +154,7 @@ class Transport:
     @property
     def envelope_bytes(self) -> int:
         """Bytes the body adds around the joined events."""
-        return len(self._head) + len(self._tail) + len('],"sentAt":"2026-01-01T00:00:00.000Z')
+        return self._envelope
 
     async def deliver(self, joined: bytes) -> Outcome:
         """Send the joined events until success, a final answer, or the retry budget runs out."""
