@@ -11,7 +11,8 @@ Concurrency invariants (everything here runs on the client's event loop):
   FIFO, so ``flush()`` waits until ``_handed_off`` reaches the ``_put_count``
   it saw, then waits for the delivery tasks that exist at that moment.
 * The flusher never awaits anything unbounded while it holds a batch other than
-  a free delivery slot; delivery tasks release their slot whatever happens.
+  a free outstanding-batch permit; delivery tasks release their permit, and
+  their request slot, whatever happens.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from ._stats import Counters
 from ._transport import Outcome, Transport
 
 __all__ = ["Batcher"]
+
+
+#: Batches that may be out of the queue (sending or waiting to retry) per request
+#: slot; past that the flusher stops taking events and overflow applies again.
+OUTSTANDING_PER_SLOT = 4
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -55,7 +61,11 @@ class Batcher:
         self._warnings = warnings
         self._loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[Entry] = asyncio.Queue(config.max_queue_size)
+        # Requests on the wire, and batches out of the queue but not finished
+        # (sending or waiting to retry): a batch backing off frees its request slot,
+        # and the wider bound keeps memory finite while the collector is down.
         self._slots = asyncio.Semaphore(config.max_concurrent_requests)
+        self._outstanding = asyncio.Semaphore(config.max_concurrent_requests * OUTSTANDING_PER_SLOT)
         # Delivery tasks and the number of events each carries.
         self._tasks: dict[asyncio.Task[None], int] = {}
         self._put_count = 0
@@ -182,7 +192,7 @@ class Batcher:
             finally:
                 timer.cancel()
                 self._waiter = None
-        await self._slots.acquire()
+        await self._outstanding.acquire()
         self._forming = []
         # Entries are ASCII text, so the batch is encoded to bytes once, here.
         joined = ",".join([entry[0] for entry in batch]).encode()
@@ -197,7 +207,7 @@ class Batcher:
 
     async def _deliver(self, batch: list[Entry], joined: bytes) -> None:
         try:
-            outcome = await self._transport.deliver(joined)
+            outcome = await self._transport.deliver(joined, self._slots)
         except asyncio.CancelledError:
             # Cancelled only by close() at its deadline: reported like the queued
             # leftovers, so on_drop and dropped["shutdown"] see every shutdown loss.
@@ -208,7 +218,7 @@ class Batcher:
             logger.exception("htevents_async: delivery error")
             outcome = Outcome(DeliveryError(f"internal error: {exc!r}"), 0)
         finally:
-            self._slots.release()
+            self._outstanding.release()
         self._finish(batch, outcome.error)
 
     def _finish(self, batch: list[Entry], error: DeliveryError | None) -> None:

@@ -158,7 +158,9 @@ class Config:
     """Seconds one HTTP request may take (Node.js ``httpRequestTimeout``)."""
 
     max_concurrent_requests: int = attrs.field(default=4, validator=_int_at_least(1))
-    """Batches in flight at once, so that one slow or retrying batch does not stall the rest."""
+    """HTTP requests on the wire at once. A batch waiting to retry frees its request for
+    the others, so one slow or retrying batch does not stall the rest; up to four times
+    as many batches may be out of the queue at once."""
 
     gzip: bool = attrs.field(default=True, validator=_bool)
     """Compress request bodies (``Content-Encoding: gzip``)."""

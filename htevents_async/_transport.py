@@ -156,8 +156,11 @@ class Transport:
         """Bytes the body adds around the joined events."""
         return self._envelope
 
-    async def deliver(self, joined: bytes) -> Outcome:
-        """Send the joined events until success, a final answer, or the retry budget runs out."""
+    async def deliver(self, joined: bytes, slots: asyncio.Semaphore) -> Outcome:
+        """Send the joined events until success, a final answer, or the retry budget runs out.
+
+        Each request holds one of ``slots`` while it is on the wire.
+        """
         policy = self._policy
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -171,38 +174,41 @@ class Transport:
                 else:
                     body = _compress(body)
             retry_after: float | None = None
-            try:
-                # httpx's timeout bounds each read; this bounds the whole exchange,
-                # so a server that trickles bytes cannot hold the batch forever.
-                with anyio.fail_after(self._timeout):
-                    request = self._http.build_request(
-                        "POST",
-                        self._url,
-                        content=body,
-                        headers=self._headers,
-                        timeout=self._timeout,
-                    )
-                    response = await self._http.send(request, stream=True)
-                    try:
-                        raw = await _read_raw(response)
-                    except httpx.TransportError:
-                        # The status line is the answer; a body cut short changes nothing.
-                        raw = b""
-                    finally:
-                        await response.aclose()
-            except (httpx.TransportError, TimeoutError) as exc:
-                self._on_attempt(Attempt(None, len(body), attempt > 1))
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            else:
-                status = response.status_code
-                self._on_attempt(Attempt(status, len(body), attempt > 1))
-                if is_success(status):
-                    return Outcome(None, attempt)
-                if not is_retryable_status(status):
-                    text = self._redact(_error_text(response, raw))
-                    return Outcome(HTTPStatusError(status, text), attempt)
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-                reason = f"HTTP {status}"
+            # The slot bounds requests on the wire, not batches: a batch sleeping
+            # before its retry leaves the connection to the others.
+            async with slots:
+                try:
+                    # httpx's timeout bounds each read; this bounds the whole exchange,
+                    # so a server that trickles bytes cannot hold the batch forever.
+                    with anyio.fail_after(self._timeout):
+                        request = self._http.build_request(
+                            "POST",
+                            self._url,
+                            content=body,
+                            headers=self._headers,
+                            timeout=self._timeout,
+                        )
+                        response = await self._http.send(request, stream=True)
+                        try:
+                            raw = await _read_raw(response)
+                        except httpx.TransportError:
+                            # The status line is the answer; a body cut short changes nothing.
+                            raw = b""
+                        finally:
+                            await response.aclose()
+                except (httpx.TransportError, TimeoutError) as exc:
+                    self._on_attempt(Attempt(None, len(body), attempt > 1))
+                    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                else:
+                    status = response.status_code
+                    self._on_attempt(Attempt(status, len(body), attempt > 1))
+                    if is_success(status):
+                        return Outcome(None, attempt)
+                    if not is_retryable_status(status):
+                        text = self._redact(_error_text(response, raw))
+                        return Outcome(HTTPStatusError(status, text), attempt)
+                    retry_after = parse_retry_after(response.headers.get("retry-after"))
+                    reason = f"HTTP {status}"
             if attempt > policy.max_retries:
                 return Outcome(RetriesExhaustedError(attempt, reason), attempt)
             remaining = policy.max_retry_time - (loop.time() - started)

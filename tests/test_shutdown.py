@@ -18,6 +18,7 @@ from htevents_async import (
     DeliveryError,
     ShutdownError,
 )
+from htevents_async._batcher import OUTSTANDING_PER_SLOT
 
 pytestmark = pytest.mark.anyio
 
@@ -174,8 +175,9 @@ async def test_enqueue_waiting_for_room_when_the_client_closes_is_refused() -> N
         )
         await client.track(user_id="u", event="in flight")
         await server.wait_for_requests(1)
-        await client.track(user_id="u", event="forming")
-        await eventually(lambda: client.statistics().queued == 0, what="the flusher to take it")
+        for _ in range(OUTSTANDING_PER_SLOT):
+            await client.track(user_id="u", event="waiting or forming")
+            await eventually(lambda: client.statistics().queued == 0, what="the flusher")
         for _ in range(2):
             await client.track(user_id="u", event="queued")
         waiting = [asyncio.create_task(client.track(user_id="u", event="w")) for _ in range(3)]
@@ -183,15 +185,16 @@ async def test_enqueue_waiting_for_room_when_the_client_closes_is_refused() -> N
         assert client.statistics().queued == 2
         loop = asyncio.get_running_loop()
         started = loop.time()
-        assert await client.aclose(timeout=0.1) == 4
+        accepted = 1 + OUTSTANDING_PER_SLOT + 2
+        assert await client.aclose(timeout=0.1) == accepted
         for task in waiting:
             with pytest.raises(ClientClosedError):
                 await task
         # Refused promptly, not after enqueue_timeout.
         assert loop.time() - started <= 0.1 + MARGIN
         stats = client.statistics()
-        assert (stats.accepted, stats.pending) == (4, 0)
-        assert stats.dropped == {"shutdown": 4}
+        assert (stats.accepted, stats.pending) == (accepted, 0)
+        assert stats.dropped == {"shutdown": accepted}
         assert_accounted(stats)
 
 
