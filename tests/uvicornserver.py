@@ -15,29 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-
-class _Server(uvicorn.Server):
-    """uvicorn's server with a readiness event and without signal handlers."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            self.ready.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # Ctrl+C belongs to the test run, not to the embedded server.
-        yield
+from htevents_async._collector._server import _Server
 
 
 @contextlib.asynccontextmanager
@@ -48,7 +32,7 @@ async def serve_asgi(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     config = uvicorn.Config(
         app, lifespan="on", log_config=None, log_level="warning", access_log=False, ws="none"
     )
-    server = _Server(config)
+    server = _Server(config, handle_signals=False)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     ready = asyncio.create_task(server.ready.wait())
     await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
