@@ -590,7 +590,8 @@ class Client:
             self._state = _State.UNOPENED
 
     def __del__(self) -> None:
-        pending = self._pending() if hasattr(self, "_batcher") else 0
+        # __init__ may have raised before every attribute was set.
+        pending = self._pending() if hasattr(self, "_closing_batcher") else 0
         if pending and self._state is not _State.CLOSED:
             warnings.warn(
                 f"htevents_async.Client was garbage-collected with {pending} events not "
