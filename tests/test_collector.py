@@ -68,13 +68,6 @@ async def serving(**options: Any) -> AsyncIterator[tuple[LocalCollector, httpx.A
 
 
 @pytest.fixture
-async def collector() -> AsyncIterator[LocalCollector]:
-    """A collector that accepts any write key."""
-    async with LocalCollector() as running:
-        yield running
-
-
-@pytest.fixture
 async def http(collector: LocalCollector) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client pointed at the collector."""
     async with httpx.AsyncClient(base_url=collector.url) as client:

@@ -32,13 +32,6 @@ VISITORS = [
 ]
 
 
-@pytest.fixture
-async def collector() -> AsyncIterator[LocalCollector]:
-    """A local collector that accepts any write key."""
-    async with LocalCollector() as running:
-        yield running
-
-
 @contextlib.asynccontextmanager
 async def serve(app: web.Application) -> AsyncIterator[httpx.AsyncClient]:
     """Run ``app`` on a free port until the block ends; yields an HTTP client for it.

@@ -35,13 +35,6 @@ VISITORS = [
 ]
 
 
-@pytest.fixture
-async def collector() -> AsyncIterator[LocalCollector]:
-    """A local collector that accepts any write key."""
-    async with LocalCollector() as running:
-        yield running
-
-
 def make_app(collector: LocalCollector) -> FastAPI:
     """An app with the ready-made lifespan, the middleware, and endpoints that record events."""
     app = FastAPI(lifespan=lifespan(WRITE_KEY, host=collector.url, **CLIENT_OPTIONS))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -34,13 +33,6 @@ VISITORS = [
     {"User-Agent": "Safari/17.4", "Accept-Language": "pt-BR, pt;q=0.8"},
     {"User-Agent": "curl/8.5.0", "Referer": "https://mail.example/"},
 ]
-
-
-@pytest.fixture
-async def collector() -> AsyncIterator[LocalCollector]:
-    """A local collector that accepts any write key."""
-    async with LocalCollector() as running:
-        yield running
 
 
 async def create_order(request: Request) -> JSONResponse:
