@@ -11,6 +11,7 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
+from integration_support import CLIENT_OPTIONS, WRITE_KEY, by_number, context_of
 
 from htevents_async import Client, Track
 from htevents_async._collector import LocalCollector
@@ -20,10 +21,6 @@ from htevents_async.integrations.aiohttp import (
     event_context_middleware,
     get_client,
 )
-
-WRITE_KEY = "test-write-key"
-# Nothing is sent while the app runs: every event arrives through the cleanup flush.
-CLIENT_OPTIONS: dict[str, Any] = {"flush_interval": 3600, "max_batch_size": 1000}
 
 VISITORS = [
     {"User-Agent": "Firefox/128.0", "Referer": "https://ads.example/a", "Accept-Language": "fr-CH"},
@@ -100,16 +97,6 @@ def make_app(collector: LocalCollector, **middleware_options: Any) -> web.Applic
     admin.router.add_post("/orders/{n}", create_order)
     app.add_subapp("/admin/", admin)
     return app
-
-
-def context_of(message: dict[str, Any]) -> dict[str, Any]:
-    """A message's context minus the library's own entry."""
-    return {key: value for key, value in message["context"].items() if key != "library"}
-
-
-def by_number(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Messages ordered by their ``n`` property."""
-    return sorted(messages, key=lambda message: message["properties"]["n"])
 
 
 async def test_handler_events_carry_their_request_context(collector: LocalCollector) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 from fastapi.responses import StreamingResponse
+from integration_support import CLIENT_OPTIONS, WRITE_KEY, context_of
 from starlette.requests import HTTPConnection
 from uvicornserver import serve_asgi
 
@@ -22,10 +23,6 @@ from htevents_async.integrations.fastapi import (
     get_client,
     lifespan,
 )
-
-WRITE_KEY = "test-write-key"
-# Nothing is sent while the app runs: every event arrives through the shutdown flush.
-CLIENT_OPTIONS: dict[str, Any] = {"flush_interval": 3600, "max_batch_size": 1000}
 
 # Three visitors, told apart by every header the middleware reads.
 VISITORS = [
@@ -87,11 +84,6 @@ def request_context(base_url: str, path: str, headers: dict[str, str]) -> dict[s
     return context
 
 
-def without_library(message: dict[str, Any]) -> dict[str, Any]:
-    """A message's context minus the library's own entry."""
-    return {key: value for key, value in message["context"].items() if key != "library"}
-
-
 async def test_async_endpoint_events_carry_their_request_context(
     collector: LocalCollector,
 ) -> None:
@@ -107,7 +99,7 @@ async def test_async_endpoint_events_carry_their_request_context(
     assert [response.status_code for response in responses] == [200, 200, 200]
 
     messages = sorted(collector.messages("track"), key=lambda m: m["properties"]["n"])
-    assert [without_library(m) for m in messages] == [
+    assert [context_of(m) for m in messages] == [
         request_context(base_url, f"/orders/{n}?utm_source=n{n}", headers)
         for n, headers in enumerate(VISITORS)
     ]
@@ -126,7 +118,7 @@ async def test_sync_endpoint_events_carry_their_request_context(
 
     messages = sorted(collector.messages("track"), key=lambda m: m["properties"]["n"])
     assert [m["messageId"] for m in messages] == ids
-    assert [without_library(m) for m in messages] == [
+    assert [context_of(m) for m in messages] == [
         request_context(base_url, f"/sync-orders/{n}", headers)
         for n, headers in enumerate(VISITORS)
     ]
@@ -138,7 +130,7 @@ async def test_explicit_context_wins_over_request_context(collector: LocalCollec
         await http.post("/explicit", headers=VISITORS[0])
 
     [message] = collector.messages("track")
-    assert without_library(message) == {
+    assert context_of(message) == {
         "ip": "198.51.100.7",
         "userAgent": "Firefox/128.0",
         "locale": "fr-CH",
@@ -156,7 +148,7 @@ async def test_streamed_response_events_carry_request_context(collector: LocalCo
     messages = collector.messages("track")
     assert [m["properties"]["n"] for m in messages] == [0, 1, 2]
     expected = request_context(base_url, "/stream", VISITORS[1])
-    assert all(without_library(m) == expected for m in messages)
+    assert all(context_of(m) == expected for m in messages)
 
 
 async def test_background_task_events_carry_request_context(collector: LocalCollector) -> None:
@@ -167,7 +159,7 @@ async def test_background_task_events_carry_request_context(collector: LocalColl
 
     [message] = collector.messages("track")
     assert message["event"] == "Receipt sent"
-    assert without_library(message) == request_context(base_url, "/receipt", VISITORS[2])
+    assert context_of(message) == request_context(base_url, "/receipt", VISITORS[2])
 
 
 async def test_app_shutdown_delivers_pending_events(collector: LocalCollector) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from integration_support import CLIENT_OPTIONS, WRITE_KEY, by_number, context_of
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
@@ -23,10 +24,6 @@ from htevents_async.integrations.starlette import (
     get_client,
     lifespan,
 )
-
-WRITE_KEY = "test-write-key"
-# Nothing is sent while the app runs: every event arrives through the shutdown flush.
-CLIENT_OPTIONS: dict[str, Any] = {"flush_interval": 3600, "max_batch_size": 1000}
 
 VISITORS = [
     {"User-Agent": "Firefox/128.0", "Referer": "https://ads.example/a", "Accept-Language": "de"},
@@ -59,16 +56,6 @@ def make_app(collector: LocalCollector, **middleware_options: Any) -> Starlette:
         middleware=[Middleware(EventContextMiddleware, **middleware_options)],
         lifespan=lifespan(WRITE_KEY, host=collector.url, **CLIENT_OPTIONS),
     )
-
-
-def context_of(message: dict[str, Any]) -> dict[str, Any]:
-    """A message's context minus the library's own entry."""
-    return {key: value for key, value in message["context"].items() if key != "library"}
-
-
-def by_number(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Messages ordered by their ``n`` property."""
-    return sorted(messages, key=lambda message: message["properties"]["n"])
 
 
 async def test_async_endpoint_events_carry_their_request_context(
