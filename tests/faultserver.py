@@ -34,6 +34,7 @@ import gzip
 import http
 import json
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -151,10 +152,15 @@ class FaultServer:
     """See the module docstring. Use as ``async with``; everything runs on the current loop."""
 
     def __init__(
-        self, *script: Action, then: Action = Respond(200), start_down: bool = False
+        self,
+        *script: Action,
+        then: Action = Respond(200),
+        start_down: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.script: Script = list(script)
         self.then = then
+        self._tls = tls
         self.requests: list[ReceivedRequest] = []
         self._start_down = start_down
         self._sock: socket.socket | None = None
@@ -187,8 +193,9 @@ class FaultServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``: the client's ``host``."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://127.0.0.1:<port>`` (``https://`` with ``tls``): the client's ``host``."""
+        scheme = "http" if self._tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def is_up(self) -> bool:
@@ -203,7 +210,7 @@ class FaultServer:
             self._sock = _reserve(self.port)
         sock, self._sock = self._sock, None
         sock.listen(128)
-        self._server = await asyncio.start_server(self._handle, sock=sock)
+        self._server = await asyncio.start_server(self._handle, sock=sock, ssl=self._tls)
 
     async def down(self) -> None:
         """Close the port as a crashed server would: refuse new connections, reset open ones."""

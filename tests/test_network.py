@@ -1,0 +1,225 @@
+"""The default HTTP client's asyncio network backend, through real sockets on 127.0.0.1:
+plain and TLS connections, keep-alive reuse, flow control both ways, and its errors."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import trustme
+from faultserver import FaultServer, Hang, Reset, Respond
+from support import client_for
+
+from htevents_async import _network
+from htevents_async._collector import LocalCollector
+from htevents_async._network import default_http_client, uses_asyncio_backend
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusted_ca(ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> Iterator[trustme.CA]:
+    """Make httpx's default verification (``SSL_CERT_FILE``) trust the test CA."""
+    with ca.cert_pem.tempfile() as path:
+        monkeypatch.setenv("SSL_CERT_FILE", path)
+        yield ca
+
+
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+async def test_a_default_client_sends_through_the_asyncio_backend(
+    collector: LocalCollector,
+) -> None:
+    async with client_for(collector.url) as client:
+        await client.track(user_id="1", event="e", properties={"n": 1})
+        await client.flush()
+        assert uses_asyncio_backend(client._http)  # type: ignore[arg-type]
+    [message] = await collector.wait_for(1)
+    assert message["properties"] == {"n": 1}
+
+
+async def test_an_injected_http_client_is_used_as_given(collector: LocalCollector) -> None:
+    async with httpx.AsyncClient() as http:
+        async with client_for(collector.url, http_client=http) as client:
+            await client.track(user_id="1", event="e")
+        assert not uses_asyncio_backend(http)
+    assert len(await collector.wait_for(1)) == 1
+
+
+async def test_https_with_a_trusted_certificate_delivers(trusted_ca: trustme.CA) -> None:
+    async with FaultServer(tls=server_tls(trusted_ca)) as server:
+        async with client_for(server.url) as client:
+            for i in range(250):
+                await client.track(user_id=str(i), event="over tls", properties={"i": i})
+            await client.flush()
+            stats = client.statistics()
+        assert uses_asyncio_backend(client._http)  # type: ignore[arg-type]
+    assert stats.delivered == 250
+    assert sorted(server.received_ids()) == sorted(set(server.received_ids()))
+    assert len(server.received_ids()) == 250
+
+
+async def test_https_with_an_untrusted_certificate_fails_as_a_connect_error(
+    ca: trustme.CA,
+) -> None:
+    failures: list[BaseException] = []
+    # The server's side of the refused handshake is reported to the loop's
+    # exception handler; it is the expected outcome here, not a test error.
+    loop = asyncio.get_running_loop()
+    server_errors: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: server_errors.append(context))
+    try:
+        await _post_to_untrusted(ca, failures)
+        await asyncio.sleep(0.2)  # the server notices the client leaving
+    finally:
+        loop.set_exception_handler(previous)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(failures[0])
+
+
+async def _post_to_untrusted(ca: trustme.CA, failures: list[BaseException]) -> None:
+    async with FaultServer(tls=server_tls(ca)) as server:
+        http = default_http_client(5.0, 1)
+        async with http:
+            with pytest.raises(httpx.ConnectError) as caught:
+                await http.post(f"{server.url}/v1/batch", content=b"{}")
+            failures.append(caught.value)
+        assert server.requests == []
+
+
+async def test_refused_connection_is_a_connect_error() -> None:
+    async with FaultServer(start_down=True) as server, default_http_client(5.0, 1) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.post(f"{server.url}/v1/batch", content=b"{}")
+
+
+async def test_read_timeout_and_reset_map_to_httpx_errors() -> None:
+    async with FaultServer(Hang(), Reset("body")) as server, default_http_client(0.2, 1) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(f"{server.url}/v1/batch", content=b"{}")
+        with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+            await http.post(f"{server.url}/v1/batch", content=b"{}")
+        # The pool recovers: a fresh connection answers.
+        response = await http.post(f"{server.url}/v1/batch", content=b"{}")
+    assert response.status_code == 200
+
+
+@pytest.fixture
+async def closing_server() -> AsyncIterator[tuple[str, list[int]]]:
+    """Answers each request on a connection, then closes that connection without
+    saying so (no ``Connection: close``), as servers with short keep-alive do."""
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}", connections
+
+
+async def test_a_keep_alive_connection_the_server_closed_is_not_reused(
+    closing_server: tuple[str, list[int]],
+) -> None:
+    url, connections = closing_server
+    async with client_for(url, max_concurrent_requests=1) as client:
+        for round_ in range(3):
+            await client.track(user_id=str(round_), event="e")
+            assert await client.flush() == 0
+            await asyncio.sleep(0.05)  # the server's close arrives meanwhile
+        stats = client.statistics()
+    assert stats.delivered == 3
+    assert stats.retries == 0
+    assert len(connections) == 3
+
+
+async def test_a_body_larger_than_the_socket_buffers_waits_for_the_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that reads slowly: the write pauses on the transport's high-water
+    mark and resumes, and every byte arrives."""
+    received = bytearray()
+    pauses = spy(monkeypatch, "pause_writing")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(received) < length:
+            await asyncio.sleep(0.01)
+            received.extend(await reader.read(256 * 1024))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    body = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, default_http_client(30.0, 1) as http:
+        response = await http.post(f"http://127.0.0.1:{port}/big", content=body)
+    assert response.status_code == 200
+    assert bytes(received) == body
+    assert pauses
+
+
+async def test_a_response_larger_than_the_read_buffer_arrives_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past 256 KiB unread, the socket stops being read until httpcore catches up."""
+    paused: list[bool] = []
+    original = _network._Protocol.data_received
+
+    def data_received(self: _network._Protocol, data: bytes) -> None:
+        original(self, data)
+        paused.append(self.read_paused)
+
+    monkeypatch.setattr(_network._Protocol, "data_received", data_received)
+    body = bytes(range(256)) * (8 * 1024)  # 2 MiB
+    async with (
+        FaultServer(Respond(200, body=body)) as server,
+        default_http_client(30.0, 1) as http,
+        http.stream("POST", f"{server.url}/v1/batch", content=b"{}") as response,
+    ):
+        await asyncio.sleep(0.1)  # the server sends faster than the body is read
+        content = await response.aread()
+    assert content == body
+    assert any(paused)
+
+
+def spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Count calls of the protocol's method ``name`` for the rest of the test."""
+    calls: list[int] = []
+    original = getattr(_network._Protocol, name)
+
+    def counting(self: _network._Protocol) -> None:
+        calls.append(1)
+        original(self)
+
+    monkeypatch.setattr(_network._Protocol, name, counting)
+    return calls
