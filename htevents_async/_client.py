@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import enum
 import os
+import time
 import warnings
 import weakref
 from collections.abc import Coroutine, Mapping
@@ -20,6 +21,7 @@ import httpx
 from ._batch import Entry, envelope_size
 from ._batcher import Batcher, drop_entries
 from ._config import Config
+from ._context import current_context
 from ._encoding import Encoder
 from ._errors import (
     ClientClosedError,
@@ -35,6 +37,17 @@ from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
 from ._stats import Counters, Statistics
 from ._transport import Attempt, Transport
 
+try:
+    from ._network import default_http_client
+except ImportError:  # pragma: no cover - an httpx built without httpcore
+
+    def default_http_client(timeout: float, max_connections: int) -> httpx.AsyncClient:
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        return httpx.AsyncClient(timeout=timeout, limits=limits)
+
+
 __all__ = ["Client"]
 
 _OPTION_NAMES = frozenset(field.name for field in attrs.fields(Config))
@@ -42,6 +55,9 @@ _OPTION_NAMES = frozenset(field.name for field in attrs.fields(Config))
 
 # Seconds closing the connections may take once the close deadline has passed.
 _CLOSE_GRACE = 0.25
+# Longest a producer that never suspends keeps the loop before an enqueue yields:
+# the GIL's default switch interval, the slice thread-based SDKs get for free.
+YIELD_SLICE = 0.005
 
 
 def _timeout_seconds(method: str, timeout: float | dt.timedelta | None, default: float) -> float:
@@ -143,6 +159,9 @@ class Client:
             )
         self._config = config
         self._batch_size = config.max_batch_size
+        self._high_water = max(config.max_queue_size // 2, config.max_batch_size)
+        self._probe_pending = False
+        self._probe_since = 0.0
         self._write_key = write_key
         self._encoder = Encoder(config.max_message_bytes)
         self._counters = Counters()
@@ -185,16 +204,31 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record who the user is and what is known of them; returns the message id."""
-        message = Identify(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            traits=traits,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
-        )
-        message_id, follow_up = self._submit(message, callback)
+        if (
+            type(user_id) is str
+            and user_id
+            and type(traits) is dict
+            and anonymous_id is None
+            and context is None
+            and timestamp is None
+            and integrations is None
+            and message_id is None
+            and current_context() is None
+        ):
+            message_id, follow_up = self._submit_plain(
+                "identify", {"userId": user_id, "traits": traits}, "Identify", callback
+            )
+        else:
+            message = Identify(
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                traits=traits,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
+            message_id, follow_up = self._submit(message, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -213,17 +247,37 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record an action the user performed; returns the message id."""
-        message = Track(
-            event=event,
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
-        )
-        message_id, follow_up = self._submit(message, callback)
+        if (
+            type(user_id) is str
+            and user_id
+            and type(event) is str
+            and event
+            and type(properties) is dict
+            and anonymous_id is None
+            and context is None
+            and timestamp is None
+            and integrations is None
+            and message_id is None
+            and current_context() is None
+        ):
+            message_id, follow_up = self._submit_plain(
+                "track",
+                {"userId": user_id, "event": event, "properties": properties},
+                "Track",
+                callback,
+            )
+        else:
+            message = Track(
+                event=event,
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                properties=properties,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
+            message_id, follow_up = self._submit(message, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -393,27 +447,69 @@ class Client:
         if batcher is None or asyncio.get_running_loop() is not self._loop:
             batcher = self._start()
         message_id, data = self._encoder.encode(message)
+        return message_id, self._queue(batcher, message_id, data, callback)
+
+    def _submit_plain(
+        self, type_name: str, fields: dict[str, Any], owner: str, callback: Callback | None
+    ) -> tuple[str, Coroutine[Any, Any, None] | None]:
+        """:meth:`_submit` for a call the method checked to be plain (see
+        :meth:`Encoder.encode_plain`), without building a message object."""
+        batcher = self._batcher
+        if batcher is None or asyncio.get_running_loop() is not self._loop:
+            batcher = self._start()
+        message_id, data = self._encoder.encode_plain(type_name, fields, owner)
+        return message_id, self._queue(batcher, message_id, data, callback)
+
+    def _queue(
+        self, batcher: Batcher | None, message_id: str, data: str, callback: Callback | None
+    ) -> Coroutine[Any, Any, None] | None:
         entry: Entry = (data, _bind(callback, message_id))
         if batcher is None:  # disabled: validated and encoded, then dropped by design
             self._counters.accepted += 1
             self._counters.drop("disabled")
-            return message_id, None
+            return None
         if batcher.offer(entry):
             self._counters.accepted += 1
-            if batcher.queue.qsize() % self._batch_size:
-                return message_id, None
-            # A full batch is waiting. A producer that awaits us in a tight loop
-            # never suspends otherwise, and the flusher could not run until the
-            # loop ends (a burst would fill the queue and drop while the
-            # collector idles). One yield per batch lets it keep up.
-            return message_id, asyncio.sleep(0)
+            queued = batcher.queue.qsize()
+            if queued >= self._high_water:
+                # Filling up: every call yields, so the flusher drains as fast as
+                # the producer adds, instead of the queue overflowing.
+                return asyncio.sleep(0)
+            if queued % self._batch_size:
+                return None
+            return self._yield_if_due()
         if self._config.overflow == "wait":
-            return message_id, self._wait_for_room(entry)
+            return self._wait_for_room(entry)
         self._counters.accepted += 1
         batcher.drop([entry], "queue_full")
         # Yield here too: a producer that only ever drops would otherwise never let
         # the flusher run, and the queue would stay full while the collector idles.
-        return message_id, asyncio.sleep(0)
+        return asyncio.sleep(0)
+
+    def _yield_if_due(self) -> Coroutine[Any, Any, None] | None:
+        """At each full batch: a yield to the flusher, when the producer has kept the
+        loop to itself too long; else nothing.
+
+        A producer that awaits us in a tight loop never suspends otherwise: the
+        flusher could not run until it ends, and a long burst would fill the
+        queue and drop while the collector idles. Yielding at every batch costs
+        such a loop its sending work in the middle of its calls; yielding only
+        past a time slice leaves that work for the loop's idle time, as it is
+        for a producer that does suspend.
+        """
+        if not self._probe_pending:
+            # The probe runs as soon as the loop gets control: if it is still
+            # pending a slice later, nothing else has run for that long.
+            self._probe_pending = True
+            self._probe_since = time.monotonic()
+            self._loop.call_soon(self._probe)  # type: ignore[union-attr]
+            return None
+        if time.monotonic() - self._probe_since >= YIELD_SLICE:
+            return asyncio.sleep(0)
+        return None
+
+    def _probe(self) -> None:
+        self._probe_pending = False
 
     async def _wait_for_room(self, entry: Entry) -> None:
         batcher = self._batcher
@@ -464,12 +560,8 @@ class Client:
             return None
         if self._batcher is None:
             if self._http is None:
-                self._http = httpx.AsyncClient(
-                    timeout=self._config.request_timeout,
-                    limits=httpx.Limits(
-                        max_connections=self._config.max_concurrent_requests,
-                        max_keepalive_connections=self._config.max_concurrent_requests,
-                    ),
+                self._http = default_http_client(
+                    self._config.request_timeout, self._config.max_concurrent_requests
                 )
             transport = Transport(
                 self._http, self._config, self._write_key, on_attempt=self._count_attempt
@@ -585,6 +677,7 @@ class Client:
         _inherited.append(self._hooks)
         self._hooks = HookRunner(self._config.hook_timeout)
         self._loop = None
+        self._probe_pending = False  # its callback was the parent loop's
         self._close_task = None
         if self._state is _State.OPENED:
             self._state = _State.UNOPENED

@@ -323,3 +323,23 @@ class Encoder:
                 f"max_message_bytes ({self._max_bytes})"
             )
         return message_id, text
+
+    def encode_plain(self, type_name: str, fields: dict[str, Any], owner: str) -> tuple[str, str]:
+        """:meth:`encode` for the common call the client has already checked: a
+        generated id, the time of the call, no context or integrations of the
+        caller's or in scope, and ``fields`` ready for the wire, ``None`` dropped.
+
+        It skips building a message object, about half the cost of a call;
+        ``test_plain_and_general_encodings_match`` holds the two paths together.
+        """
+        message_id = new_message_id()
+        text = (
+            f'{{"type":"{type_name}","messageId":"{message_id}","timestamp":"{now_iso()}",'
+            + _to_json(fields, owner)[1:-1]
+            + _DEFAULT_TAIL
+        )
+        if len(text) > self._max_bytes:
+            raise MessageTooLargeError(
+                f"{owner} encodes to {len(text)} bytes, over max_message_bytes ({self._max_bytes})"
+            )
+        return message_id, text
