@@ -57,7 +57,7 @@ _OPTION_NAMES = frozenset(field.name for field in attrs.fields(Config))
 _CLOSE_GRACE = 0.25
 # Longest a producer that never suspends keeps the loop before an enqueue yields:
 # the GIL's default switch interval, the slice thread-based SDKs get for free.
-YIELD_SLICE = 0.005
+YIELD_SLICE = 0.01
 
 
 def _timeout_seconds(method: str, timeout: float | dt.timedelta | None, default: float) -> float:
@@ -564,7 +564,11 @@ class Client:
                     self._config.request_timeout, self._config.max_concurrent_requests
                 )
             transport = Transport(
-                self._http, self._config, self._write_key, on_attempt=self._count_attempt
+                self._http,
+                self._config,
+                self._write_key,
+                on_attempt=self._count_attempt,
+                own_client=self._owns_http,
             )
             self._batcher = Batcher(
                 self._config, transport, self._counters, self._hooks, self._warnings

@@ -7,7 +7,9 @@ import datetime as dt
 import re
 from typing import Any
 
+import httpx
 import pytest
+from faultserver import FaultServer
 
 import htevents_async
 from htevents_async import Client, MessageTooLargeError, MessageTypeError
@@ -160,3 +162,22 @@ async def test_values_arrive_in_documented_form(collector: LocalCollector) -> No
         "ref": "00000000-0000-0000-0000-000000000002",
         "ratio": None,
     }
+
+
+async def test_an_injected_client_adds_its_own_headers_params_and_cookies() -> None:
+    """Requests of a client the application passes in go through its build_request():
+    its default headers, query parameters and cookies are sent along with ours."""
+    async with (
+        FaultServer() as server,
+        httpx.AsyncClient(
+            headers={"X-Gateway": "edge-1"}, params={"region": "eu"}, cookies={"lb": "7"}
+        ) as http,
+    ):
+        async with Client("wk", host=server.url, http_client=http, flush_interval=0) as client:
+            await client.track(user_id="1", event="e", properties={})
+        [request] = server.requests
+    assert request.headers["x-gateway"] == "edge-1"
+    assert request.headers["cookie"] == "lb=7"
+    assert request.path == "/v1/batch?region=eu"
+    assert request.headers["user-agent"] == f"htevents-async/{htevents_async.__version__}"
+    assert request.headers["authorization"].startswith("Basic ")
