@@ -56,6 +56,8 @@ class Scenario:
     """Skip SDKs that cannot compress."""
     first_rep_only: bool = False
     """Memory figures barely move between repetitions; one run saves minutes."""
+    only: tuple[str, ...] = ()
+    """Run for these SDKs only (all when empty)."""
 
     @property
     def delivers(self) -> bool:
@@ -70,6 +72,12 @@ def scenarios(fail_every: int) -> list[Scenario]:
         Scenario("backlog", "backlog", "n", hold=True, first_rep_only=True),
         Scenario("eventloop", "eventloop", "n"),
         Scenario("fault", "throughput", "n_small", fail_every=fail_every),
+        # The fault target compares an SDK with its own fault-free throughput at the
+        # same N. At n_small a run lasts a fifth of a second, and one retry's backoff
+        # is half of it; peers that sleep a second per failure cannot run at N.
+        Scenario(
+            "fault-n", "throughput", "n", fail_every=fail_every, only=("htevents_async", "naive")
+        ),
         # Compression is compared at one N, off then on, next to each other in time.
         Scenario("gzip-off", "throughput", "n_small", gzip_only=True),
         Scenario("gzip", "throughput", "n_small", gzip=True, gzip_only=True),
@@ -295,6 +303,61 @@ def summarise(
     return summary
 
 
+# (label, scenario, metric, comparison, bound): the issue's targets, as ratios of
+# htevents-async's figure to the best peer's ("peer"), to the naive sender's
+# ("naive"), or to its own fault-free throughput ("own") in the same repetition.
+TARGETS: list[tuple[str, str, str, str, str, float]] = [
+    ("per-call cost", "throughput", "per_call_us", "peer", "<=", 0.12),
+    ("delivered events/s", "throughput", "delivered_eps", "peer", ">=", 5.0),
+    ("delivered events/s", "throughput", "delivered_eps", "naive", ">=", 1.5),
+    ("loop stall per event", "eventloop", "stall_us_per_event", "peer", "<=", 0.15),
+    ("RSS per 100k queued", "backlog", "backlog_mb_per_100k", "peer", "<=", 0.5),
+    ("delivered events/s with 10 % 500s", "fault-n", "delivered_eps", "own", ">=", 0.8),
+]
+
+
+def targets(runs: list[dict[str, Any]], adapters: list[Adapter], reps: int) -> str:
+    """The issue's targets for htevents-async: median per-repetition ratios, met or not."""
+    names = {a.name for a in adapters}
+    if "htevents_async" not in names:
+        return ""
+    peers = [a.name for a in adapters if a.is_peer]
+    ok = {(r["scenario"], r["sdk"], r["rep"]): r for r in runs if r.get("ok")}
+    rows = []
+    for label, scenario, metric, versus, op, bound in TARGETS:
+        ratios = []
+        for rep in range(reps):
+            own = ok.get((scenario, "htevents_async", rep), {}).get(metric)
+            if versus == "peer":
+                values = [
+                    ok[(scenario, p, rep)].get(metric) for p in peers if (scenario, p, rep) in ok
+                ]
+                values = [v for v in values if v]
+                base = (max(values) if op == ">=" else min(values)) if values else None
+                what = "best peer"
+            elif versus == "naive":
+                base = ok.get((scenario, "naive", rep), {}).get(metric)
+                what = "naive sender"
+            else:
+                base = ok.get(("throughput", "htevents_async", rep), {}).get(metric)
+                what = "own fault-free"
+            if own and base:
+                ratios.append(own / base)
+        if not ratios:
+            continue
+        ratio = statistics.median(ratios)
+        met = ratio <= bound if op == "<=" else ratio >= bound
+        rows.append(
+            [
+                label,
+                f"vs {what} {op.replace('<=', '≤').replace('>=', '≥')} {bound:g}x",
+                f"{ratio:.3g}x",
+                "met" if met else "**not met**",
+            ]
+        )
+    return _table(["target", "required", "measured", "result"], rows)
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "—"
@@ -394,6 +457,37 @@ def render(
         ],
         fault_rows,
     )
+    fault_n_rows = []
+    for a in adapters:
+        s = a.name
+        if s not in summary.get("fault-n", {}):
+            continue
+        arrived, n = get("fault-n", s, "arrived_min"), get("fault-n", s, "n")
+        fault_n_rows.append(
+            [
+                labels[s] + failed("fault-n", s),
+                _fmt(get("fault-n", s, "delivered_eps")),
+                _fmt(get("throughput", s, "delivered_eps")),
+                f"{_fmt(arrived)} / {_fmt(n)}",
+                f"{_fmt(get('fault-n', s, 'failed_requests'), 0)} / "
+                f"{_fmt(get('fault-n', s, 'requests'), 0)}",
+            ]
+        )
+    if fault_n_rows:
+        fault += (
+            f"\n\nThe same at N={sizes['n']:,}, next to each SDK's own fault-free "
+            "throughput (async SDKs only):\n\n"
+            + _table(
+                [
+                    "SDK",
+                    "delivered events/s, 10 % 500s",
+                    "delivered events/s, no faults",
+                    "arrived / sent (worst rep)",
+                    "500s / requests",
+                ],
+                fault_n_rows,
+            )
+        )
 
     gzip_rows = []
     for a in adapters:
@@ -478,8 +572,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenarios",
-        default="throughput,backlog,eventloop,fault,gzip-off,gzip",
-        help="comma-separated subset of: throughput, backlog, eventloop, fault, gzip-off, gzip",
+        default="throughput,backlog,eventloop,fault,fault-n,gzip-off,gzip",
+        help="comma-separated subset of: throughput, backlog, eventloop, fault, fault-n, "
+        "gzip-off, gzip",
     )
     parser.add_argument(
         "--n", type=int, help="track calls per run (default 100,000; --quick: 2,000)"
@@ -546,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     if scenario.first_rep_only and rep > 0:
                         continue
+                    if scenario.only and adapter.name not in scenario.only:
+                        continue
                     record = run_one(
                         python=python,
                         adapter=adapter,
@@ -565,6 +662,9 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarise(runs, adapters, args.reps)
     report = render(summary, adapters, labels, sizes)
+    target_table = targets(runs, adapters, args.reps)
+    if target_table:
+        report += f"\n### Targets for htevents-async (issue #4)\n\n{target_table}\n"
     elapsed = time.monotonic() - started
     footer = [
         f"{args.reps} repetition(s), interleaved; medians shown; "
