@@ -86,22 +86,21 @@ class Batcher:
 
     # -- producers ---------------------------------------------------------
 
-    def offer(self, entry: Entry) -> bool:
-        """Queue ``entry`` if there is room; never waits."""
+    def offer(self, entry: Entry) -> int:
+        """Queue ``entry`` if there is room, never waiting; returns the number of events
+        now queued, or 0 if there was no room."""
         queue = self.queue
         try:
             queue.put_nowait(entry)
         except asyncio.QueueFull:
-            return False
+            return 0
         self._put_count += 1
+        queued = queue.qsize()
         # The flusher may already hold part of the batch: count it, or a batch
         # that is full would still wait for flush_interval.
-        if (
-            self._waiter is not None
-            and len(self._forming) + queue.qsize() >= self._config.max_batch_size
-        ):
+        if self._waiter is not None and len(self._forming) + queued >= self._config.max_batch_size:
             self._wake()
-        return True
+        return queued
 
     async def put(self, entry: Entry, timeout: float) -> bool:
         """Queue ``entry``, waiting up to ``timeout`` seconds for room.
@@ -161,18 +160,23 @@ class Batcher:
         batch = self._forming = [first]
         size = self._envelope + len(first[0])
         deadline = self._loop.time() + config.flush_interval
+        get, append = queue.get_nowait, batch.append
         while True:
+            # No await in this loop: the counter is settled before anything else
+            # can look at it.
+            taken = 0
             while len(batch) < max_size:
                 try:
-                    entry = queue.get_nowait()
+                    entry = get()
                 except asyncio.QueueEmpty:
                     break
-                counters.in_flight += 1
+                taken += 1
                 size += len(entry[0]) + 1
                 if size > max_bytes:
                     self._carry = entry
                     break
-                batch.append(entry)
+                append(entry)
+            counters.in_flight += taken
             if (
                 self._carry is not None
                 or len(batch) >= max_size

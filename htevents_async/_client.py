@@ -464,14 +464,14 @@ class Client:
     def _queue(
         self, batcher: Batcher | None, message_id: str, data: str, callback: Callback | None
     ) -> Coroutine[Any, Any, None] | None:
-        entry: Entry = (data, _bind(callback, message_id))
+        entry: Entry = (data, None if callback is None else partial(callback, message_id))
         if batcher is None:  # disabled: validated and encoded, then dropped by design
             self._counters.accepted += 1
             self._counters.drop("disabled")
             return None
-        if batcher.offer(entry):
+        queued = batcher.offer(entry)
+        if queued:
             self._counters.accepted += 1
-            queued = batcher.queue.qsize()
             if queued >= self._high_water:
                 # Filling up: every call yields, so the flusher drains as fast as
                 # the producer adds, instead of the queue overflowing.

@@ -333,10 +333,13 @@ class Encoder:
         ``test_plain_and_general_encodings_match`` holds the two paths together.
         """
         message_id = new_message_id()
+        try:
+            body = fast_encode(fields)
+        except (TypeError, ValueError, RecursionError):
+            body = _to_json(fields, owner)
         text = (
             f'{{"type":"{type_name}","messageId":"{message_id}","timestamp":"{now_iso()}",'
-            + _to_json(fields, owner)[1:-1]
-            + _DEFAULT_TAIL
+            f"{body[1:-1]}{_DEFAULT_TAIL}"
         )
         if len(text) > self._max_bytes:
             raise MessageTooLargeError(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
 import importlib.util
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import final
 
 import anyio
@@ -100,6 +101,18 @@ def _error_text(response: httpx.Response, raw: bytes) -> str:
     except httpx.DecodingError:
         encoding = response.headers.get("content-encoding")
         return f"<{len(raw)} bytes that are not valid {encoding}>"
+
+
+# Bounds a whole exchange, raising TimeoutError. anyio's fail_after looks up the
+# running async library on every use: a tenth of a request's CPU in profiles.
+if sys.version_info >= (3, 11):
+    _deadline = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
+
+    @contextlib.asynccontextmanager
+    async def _deadline(delay: float) -> AsyncIterator[None]:
+        with anyio.fail_after(delay):
+            yield
 
 
 def _compress(body: bytes) -> bytes:
@@ -202,7 +215,7 @@ class Transport:
                 try:
                     # httpx's timeout bounds each read; this bounds the whole exchange,
                     # so a server that trickles bytes cannot hold the batch forever.
-                    with anyio.fail_after(self._timeout):
+                    async with _deadline(self._timeout):
                         request = self._request(body)
                         response = await self._http.send(request, stream=True)
                         try:
