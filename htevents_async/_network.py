@@ -11,7 +11,6 @@ above it are unchanged. A client the application passes in keeps its own backend
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -117,7 +116,8 @@ class _Stream(httpcore.AsyncNetworkStream):
             del buffer[:max_bytes]
             if protocol.read_paused and len(buffer) <= _READ_BUFFER_LIMIT // 2:
                 protocol.read_paused = False
-                self._transport.resume_reading()
+                if protocol.transport is not None:
+                    protocol.transport.resume_reading()
             return data
         if protocol.error is not None:
             raise httpcore.ReadError(str(protocol.error) or type(protocol.error).__name__)
@@ -140,8 +140,9 @@ class _Stream(httpcore.AsyncNetworkStream):
                 raise httpcore.WriteTimeout(f"could not write for {timeout} s") from None
             finally:
                 protocol.write_waiter = None
-            if protocol.error is not None:
-                raise httpcore.WriteError(str(protocol.error))
+            if protocol.eof:
+                # Closed while the rest of the buffer waited: it was never sent.
+                raise httpcore.WriteError(str(protocol.error or "the connection is closed"))
 
     async def aclose(self) -> None:
         self._transport.close()
@@ -152,23 +153,29 @@ class _Stream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        protocol = self._protocol
+        if protocol.eof or self._transport.is_closing():
+            # The TLS layer would not notice and wait out the whole timeout.
+            self._transport.close()
+            raise httpcore.ConnectError(str(protocol.error or "the server closed the connection"))
         loop = asyncio.get_running_loop()
+        handshake = loop.start_tls(
+            self._transport, protocol, ssl_context, server_hostname=server_hostname
+        )
         try:
-            transport = await loop.start_tls(
-                self._transport,
-                self._protocol,
-                ssl_context,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout,
-            )
+            transport = await asyncio.wait_for(handshake, timeout)
         except (TimeoutError, asyncio.TimeoutError) as exc:
             self._transport.close()
             raise httpcore.ConnectTimeout(f"TLS handshake took over {timeout} s") from exc
         except (OSError, ssl.SSLError) as exc:
             self._transport.close()
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        if transport is None:  # pragma: no cover - only for a closed transport
+            raise httpcore.ConnectError("the connection closed during the TLS handshake")
         assert isinstance(transport, asyncio.Transport)
-        return _Stream(transport, self._protocol)
+        # Reading is paused and resumed on the TLS transport from now on.
+        protocol.transport = transport
+        return _Stream(transport, protocol)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
@@ -208,13 +215,15 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"could not connect within {timeout} s") from exc
         except OSError as exc:
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        assert isinstance(transport, asyncio.Transport)
+        # asyncio already turns Nagle off on TCP sockets; these are the caller's own.
         sock = transport.get_extra_info("socket")
-        if sock is not None:
+        try:
             for option in socket_options or ():
                 sock.setsockopt(*option)
-            # Requests are written in one go; Nagle would only delay the next one.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        assert isinstance(transport, asyncio.Transport)
+        except OSError as exc:
+            transport.close()
+            raise httpcore.ConnectError(f"socket option refused: {exc}") from exc
         return _Stream(transport, protocol)
 
     async def sleep(self, seconds: float) -> None:
@@ -224,18 +233,19 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 def default_http_client(timeout: float, max_connections: int) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` a :class:`~htevents_async.Client` makes for itself.
 
-    Its direct connections use :class:`AsyncioBackend`; proxies from the
-    environment keep httpx's own transports. Should an httpx release build its
-    pool differently, the client keeps httpx's backend and works as before.
+    Built as httpx builds any client, so ``HTTP(S)_PROXY``, ``NO_PROXY`` and
+    ``SSL_CERT_FILE`` from the environment apply; then its direct connections
+    are moved to :class:`AsyncioBackend` (proxied ones keep httpx's own). Should
+    an httpx release build its pool differently, httpx's backend stays.
     """
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    pool = getattr(transport, "_pool", None)
+    client = httpx.AsyncClient(timeout=timeout, limits=limits)
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
     if type(pool) is httpcore.AsyncConnectionPool and hasattr(pool, "_network_backend"):
         pool._network_backend = AsyncioBackend()
-    return httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
+    return client
 
 
 def uses_asyncio_backend(client: httpx.AsyncClient) -> bool:

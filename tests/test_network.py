@@ -4,7 +4,9 @@ plain and TLS connections, keep-alive reuse, flow control both ways, and its err
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -87,6 +89,8 @@ async def test_https_with_an_untrusted_certificate_fails_as_a_connect_error(
     finally:
         loop.set_exception_handler(previous)
     assert "CERTIFICATE_VERIFY_FAILED" in str(failures[0])
+    for context in server_errors:
+        assert isinstance(context.get("exception"), (ssl.SSLError, ConnectionError)), context
 
 
 async def _post_to_untrusted(ca: trustme.CA, failures: list[BaseException]) -> None:
@@ -109,7 +113,7 @@ async def test_read_timeout_and_reset_map_to_httpx_errors() -> None:
     async with FaultServer(Hang(), Reset("body")) as server, default_http_client(0.2, 1) as http:
         with pytest.raises(httpx.ReadTimeout):
             await http.post(f"{server.url}/v1/batch", content=b"{}")
-        with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+        with pytest.raises(httpx.ReadError):
             await http.post(f"{server.url}/v1/batch", content=b"{}")
         # The pool recovers: a fresh connection answers.
         response = await http.post(f"{server.url}/v1/batch", content=b"{}")
@@ -163,6 +167,7 @@ async def test_a_body_larger_than_the_socket_buffers_waits_for_the_reader(
     mark and resumes, and every byte arrives."""
     received = bytearray()
     pauses = spy(monkeypatch, "pause_writing")
+    resumes = spy(monkeypatch, "resume_writing")
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -186,12 +191,15 @@ async def test_a_body_larger_than_the_socket_buffers_waits_for_the_reader(
     assert response.status_code == 200
     assert bytes(received) == body
     assert pauses
+    assert len(resumes) == len(pauses)
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 async def test_a_response_larger_than_the_read_buffer_arrives_whole(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, trusted_ca: trustme.CA, scheme: str
 ) -> None:
-    """Past 256 KiB unread, the socket stops being read until httpcore catches up."""
+    """Past 256 KiB unread, the socket stops being read until httpcore catches up;
+    over TLS the pause and the resume go to the TLS transport."""
     paused: list[bool] = []
     original = _network._Protocol.data_received
 
@@ -201,8 +209,9 @@ async def test_a_response_larger_than_the_read_buffer_arrives_whole(
 
     monkeypatch.setattr(_network._Protocol, "data_received", data_received)
     body = bytes(range(256)) * (8 * 1024)  # 2 MiB
+    tls = server_tls(trusted_ca) if scheme == "https" else None
     async with (
-        FaultServer(Respond(200, body=body)) as server,
+        FaultServer(Respond(200, body=body), tls=tls) as server,
         default_http_client(30.0, 1) as http,
         http.stream("POST", f"{server.url}/v1/batch", content=b"{}") as response,
     ):
@@ -223,3 +232,37 @@ def spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
 
     monkeypatch.setattr(_network._Protocol, name, counting)
     return calls
+
+
+async def test_a_connection_dropped_while_a_write_waits_is_a_transport_error() -> None:
+    """The server stops reading, then resets: the waiting write fails as an httpx
+    transport error (never a bare OSError, which delivery would call a bug)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(64 * 1024)
+        await asyncio.sleep(0.2)  # the client's write is waiting for room meanwhile
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    body = b"x" * (64 * 1024 * 1024)
+    async with server, default_http_client(30.0, 1) as http:
+        with pytest.raises((httpx.WriteError, httpx.ReadError)):
+            await http.post(f"http://127.0.0.1:{port}/big", content=body)
+
+
+async def test_environment_proxies_still_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY from the environment routes the client's own requests through the
+    proxy, as for any httpx client."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with FaultServer() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        async with client_for("http://collector.invalid") as client:
+            await client.track(user_id="1", event="via proxy", properties={})
+            assert await client.flush(timeout=10) == 0
+        [request] = proxy.requests
+    assert request.path == "http://collector.invalid/v1/batch"
+    assert request.batch[0]["event"] == "via proxy"
