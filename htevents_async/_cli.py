@@ -27,10 +27,11 @@ import importlib
 import json
 import logging
 import os
+import signal
 import stat
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from types import ModuleType
 from typing import IO, Any, Final, Protocol
 
@@ -549,6 +550,47 @@ async def _import(
         result.elapsed = time.monotonic() - started
 
 
+# Python 3.11's asyncio.run cancels the main task on Ctrl+C; elsewhere (and on
+# Windows, which has no loop signal handlers) asyncio.run is used as it is.
+_RUN_CANCELS_ON_INTERRUPT: bool = sys.version_info >= (3, 11) or sys.platform == "win32"
+
+
+def _run_cancelling_on_interrupt(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run(main)``, where Ctrl+C cancels ``main`` and then raises
+    ``KeyboardInterrupt``, as Python 3.11+ does by itself.
+
+    Python 3.10 raises the interrupt wherever the loop happens to be and then
+    cancels every task at once, so ``async with client`` could not finish the
+    batches already on the wire and the summary undercounted them.
+    """
+    if _RUN_CANCELS_ON_INTERRUPT:
+        asyncio.run(main)
+        return
+
+    async def runner() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        interrupted = False
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+        try:
+            await main
+        except asyncio.CancelledError:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    asyncio.run(runner())
+
+
 def _input_size(stream: IO[bytes]) -> int | None:
     try:
         info = os.fstat(stream.fileno())
@@ -600,7 +642,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
         progress = _progress(args.progress, _input_size(stream), "import")
         interrupted = False
         try:
-            asyncio.run(_import(stream, client, report, progress, result, args.timeout))
+            _run_cancelling_on_interrupt(
+                _import(stream, client, report, progress, result, args.timeout)
+            )
         except KeyboardInterrupt:
             interrupted = True
         finally:
