@@ -57,6 +57,12 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(python=["3.10", "3.11", "3.12", "3.13"])
+def compat(session: nox.Session) -> None:
+    """The test suite on every supported Python found here (not part of CI)."""
+    tests(session)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmark against the peers: ``nox -s bench -- --quick`` for a smoke run."""
