@@ -2,7 +2,7 @@
 asyncio's own transports and protocols.
 
 httpcore's default backend on asyncio goes through anyio, which wraps every read
-and write in a cancel scope and adds checkpoints: a third of a request's CPU on
+and write in a cancel scope and adds checkpoints: about a quarter of a request's CPU on
 this path, and the loop is the one the application runs on. This backend calls
 the event loop directly; HTTP itself (httpcore, h11) and everything httpx does
 above it are unchanged. A client the application passes in keeps its own backend.
