@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
+
+from hypothesis import strategies as st
 
 from htevents_async import Client, Statistics
 
@@ -46,3 +49,32 @@ def assert_accounted(stats: Statistics) -> None:
     """Every accepted event is in exactly one place: the invariant ``Statistics`` documents."""
     placed = stats.queued + stats.in_flight + stats.delivered + stats.failed + stats.dropped_total
     assert stats.accepted == placed, stats
+
+
+def property_values() -> st.SearchStrategy[Any]:
+    """Values applications put in properties: every type the encoding rules name,
+    the containers they nest in, and values and keys the rules refuse."""
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=20),
+        st.datetimes(timezones=st.sampled_from([None, dt.timezone.utc])),
+        st.dates(),
+        st.decimals(allow_nan=True, places=3, min_value=-(10**6), max_value=10**6),
+        st.uuids(),
+        st.builds(object),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.tuples(inner, inner),
+            st.frozensets(st.integers(), max_size=3),
+            st.dictionaries(
+                st.one_of(st.text(max_size=8), st.integers(), st.none()), inner, max_size=4
+            ),
+        ),
+        max_leaves=12,
+    )

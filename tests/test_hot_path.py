@@ -17,7 +17,7 @@ import pytest
 from faultserver import FaultServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import client_for
+from support import client_for, property_values
 
 from htevents_async import Client, Identify, MessageError, Track, context_scope
 from htevents_async._collector import LocalCollector
@@ -25,25 +25,7 @@ from htevents_async._encoding import Encoder
 
 pytestmark = pytest.mark.anyio
 
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12),
-    st.datetimes(timezones=st.sampled_from([None, dt.timezone.utc])),
-    st.decimals(allow_nan=True, places=2, min_value=-(10**6), max_value=10**6),
-    st.uuids(),
-    st.builds(object),
-)
-values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3),
-        st.dictionaries(st.one_of(st.text(max_size=6), st.integers(), st.none()), inner),
-    ),
-    max_leaves=8,
-)
+values = property_values()
 properties = st.dictionaries(st.text(max_size=8), values, max_size=4)
 
 

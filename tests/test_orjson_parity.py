@@ -12,33 +12,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import property_values
 
 from htevents_async import MessageError, Track
 from htevents_async import _encoding as encoding
 
 pytest.importorskip("orjson")
 
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=20),
-    st.datetimes(timezones=st.sampled_from([None, dt.timezone.utc])),
-    st.dates(),
-    st.decimals(allow_nan=False, places=3, min_value=-(10**6), max_value=10**6),
-    st.uuids(),
-)
-values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4),
-        st.tuples(inner, inner),
-        st.frozensets(st.integers(), max_size=3),
-        st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), inner, max_size=4),
-    ),
-    max_leaves=12,
-)
+values = property_values()
 
 
 @pytest.fixture
