@@ -25,11 +25,6 @@ __all__ = ["AsyncioBackend", "default_http_client", "uses_asyncio_backend"]
 _READ_BUFFER_LIMIT = 256 * 1024
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
 class _Protocol(asyncio.Protocol):
     """Buffers what the socket delivers and wakes the one reader or writer waiting."""
 
@@ -38,8 +33,8 @@ class _Protocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.eof = False
         self.error: BaseException | None = None
-        self.read_waiter: asyncio.Future[None] | None = None
-        self.write_waiter: asyncio.Future[None] | None = None
+        self.read_waiter: asyncio.Future[bool] | None = None
+        self.write_waiter: asyncio.Future[bool] | None = None
         self.write_paused = False
         self.read_paused = False
 
@@ -72,27 +67,38 @@ class _Protocol(asyncio.Protocol):
         self.write_paused = False
         self._wake_writer()
 
+    async def park(self, timeout: float | None, *, reading: bool) -> bool:
+        """Wait until the reader (or the writer) is woken; ``False`` if ``timeout``
+        seconds passed first."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        if reading:
+            self.read_waiter = waiter
+        else:
+            self.write_waiter = waiter
+        timer = None if timeout is None else loop.call_later(timeout, _resolve, waiter)
+        try:
+            return await waiter
+        finally:
+            if reading:
+                self.read_waiter = None
+            else:
+                self.write_waiter = None
+            if timer is not None:
+                timer.cancel()
+
     def _wake_reader(self) -> None:
-        waiter = self.read_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self.read_waiter is not None:
+            _resolve(self.read_waiter, True)
 
     def _wake_writer(self) -> None:
-        waiter = self.write_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self.write_waiter is not None:
+            _resolve(self.write_waiter, True)
 
 
-async def _wait(waiter: asyncio.Future[None], timeout: float | None) -> None:
-    """Await ``waiter``, raising ``TimeoutError`` after ``timeout`` seconds."""
-    if timeout is None:
-        await waiter
-        return
-    timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter)
-    try:
-        await waiter
-    finally:
-        timer.cancel()
+def _resolve(waiter: asyncio.Future[bool], woken: bool = False) -> None:
+    if not waiter.done():
+        waiter.set_result(woken)
 
 
 class _Stream(httpcore.AsyncNetworkStream):
@@ -102,14 +108,12 @@ class _Stream(httpcore.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         protocol = self._protocol
-        if not protocol.buffer and not protocol.eof:
-            protocol.read_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await _wait(protocol.read_waiter, timeout)
-            except TimeoutError:
-                raise httpcore.ReadTimeout(f"no data for {timeout} s") from None
-            finally:
-                protocol.read_waiter = None
+        if (
+            not protocol.buffer
+            and not protocol.eof
+            and not await protocol.park(timeout, reading=True)
+        ):
+            raise httpcore.ReadTimeout(f"no data for {timeout} s")
         buffer = protocol.buffer
         if buffer:
             data = bytes(buffer[:max_bytes])
@@ -133,13 +137,8 @@ class _Stream(httpcore.AsyncNetworkStream):
         if protocol.write_paused:
             # The kernel's send buffer is full: wait for it to drain, as a stream
             # writer's drain() would, so one large body is not all held twice.
-            protocol.write_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await _wait(protocol.write_waiter, timeout)
-            except TimeoutError:
-                raise httpcore.WriteTimeout(f"could not write for {timeout} s") from None
-            finally:
-                protocol.write_waiter = None
+            if not await protocol.park(timeout, reading=False):
+                raise httpcore.WriteTimeout(f"could not write for {timeout} s")
             if protocol.eof:
                 # Closed while the rest of the buffer waited: it was never sent.
                 raise httpcore.WriteError(str(protocol.error or "the connection is closed"))

@@ -120,6 +120,16 @@ async def test_read_timeout_and_reset_map_to_httpx_errors() -> None:
     assert response.status_code == 200
 
 
+async def body_length(reader: asyncio.StreamReader) -> int:
+    """Read a request's head and return its Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    return next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+
+
 @pytest.fixture
 async def closing_server() -> AsyncIterator[tuple[str, list[int]]]:
     """Answers each request on a connection, then closes that connection without
@@ -128,12 +138,7 @@ async def closing_server() -> AsyncIterator[tuple[str, list[int]]]:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
+        length = await body_length(reader)
         await reader.readexactly(length)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
         await writer.drain()
@@ -170,12 +175,7 @@ async def test_a_body_larger_than_the_socket_buffers_waits_for_the_reader(
     resumes = spy(monkeypatch, "resume_writing")
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
+        length = await body_length(reader)
         while len(received) < length:
             await asyncio.sleep(0.01)
             received.extend(await reader.read(256 * 1024))
