@@ -251,8 +251,12 @@ def _to_json(wire: dict[str, Any], owner: str) -> str:
     try:
         return fast_encode(wire)
     except (TypeError, ValueError, RecursionError):
-        pass
-    # A rule the fast path cannot apply (NaN to null), or a real error to name.
+        return _to_json_by_rules(wire, owner)
+
+
+def _to_json_by_rules(wire: dict[str, Any], owner: str) -> str:
+    """The slow path: a rule the fast path cannot apply (NaN to null), or a real
+    error to name with its key path."""
     try:
         clean = {
             key: _normalise(value, f"{owner}.{_FIELD_NAMES.get(key, key)}", set())
@@ -336,7 +340,7 @@ class Encoder:
         try:
             body = fast_encode(fields)
         except (TypeError, ValueError, RecursionError):
-            body = _to_json(fields, owner)
+            body = _to_json_by_rules(fields, owner)
         text = (
             f'{{"type":"{type_name}","messageId":"{message_id}","timestamp":"{now_iso()}",'
             f"{body[1:-1]}{_DEFAULT_TAIL}"
