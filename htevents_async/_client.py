@@ -34,6 +34,7 @@ from ._errors import (
 from ._hooks import Callback, HookRunner
 from ._logging import RateLimitedLog, logger
 from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
+from ._retry import is_retryable_status
 from ._stats import Counters, Statistics
 from ._transport import Attempt, Transport
 
@@ -578,10 +579,21 @@ class Client:
 
     def _count_attempt(self, attempt: Attempt) -> None:
         counters = self._counters
-        counters.requests += 1
-        counters.bytes_sent += attempt.body_bytes
+        counters.attempts += 1
+        if attempt.sent:
+            counters.requests += 1
+            counters.bytes_sent += attempt.body_bytes
         if attempt.retry:
             counters.retries += 1
+        if attempt.status is not None and (
+            attempt.error is None or not is_retryable_status(attempt.status)
+        ):
+            # The collector answered for itself: reachable, whatever it thought of the batch.
+            counters.consecutive_failures = 0
+        else:
+            counters.consecutive_failures += 1
+        if attempt.error is not None:
+            counters.last_error = attempt.error
 
     # -- lifecycle -----------------------------------------------------------------
 

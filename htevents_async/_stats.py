@@ -37,12 +37,22 @@ class Statistics:
     """Batches the collector answered with a 2xx."""
     batches_failed: int
     """Batches given up on."""
+    attempts: int
+    """Attempts to send a batch, retries included, whether or not they reached the
+    collector (a refused connection is an attempt)."""
     requests: int
-    """HTTP requests made, retries included."""
+    """HTTP requests that reached the collector: the connection was made and the
+    request was written, answered or not. Connect errors are not requests."""
     retries: int
-    """Requests that were retries of an earlier attempt."""
+    """Attempts that were retries of an earlier attempt."""
     bytes_sent: int
-    """Request body bytes sent, after compression."""
+    """Request body bytes written to the collector (of :attr:`requests`), after compression."""
+    consecutive_failures: int
+    """Attempts that failed since the last one the collector answered with a 2xx or a
+    final status: grows while the collector is unreachable or erroring, 0 when healthy."""
+    last_error: str | None
+    """Why the most recent unsuccessful attempt failed (``"ConnectError: …"``,
+    ``"HTTP 503"``, …), with secrets redacted; ``None`` if none has failed yet."""
 
     @property
     def pending(self) -> int:
@@ -61,13 +71,16 @@ class Counters:
 
     __slots__ = (
         "accepted",
+        "attempts",
         "batches_delivered",
         "batches_failed",
         "bytes_sent",
+        "consecutive_failures",
         "delivered",
         "dropped",
         "failed",
         "in_flight",
+        "last_error",
         "requests",
         "retries",
     )
@@ -80,9 +93,12 @@ class Counters:
         self.dropped: dict[str, int] = {}
         self.batches_delivered = 0
         self.batches_failed = 0
+        self.attempts = 0
         self.requests = 0
         self.retries = 0
         self.bytes_sent = 0
+        self.consecutive_failures = 0
+        self.last_error: str | None = None
 
     def drop(self, reason: str, count: int = 1) -> None:
         """Count ``count`` events dropped for ``reason``."""
@@ -99,7 +115,10 @@ class Counters:
             dropped=dict(self.dropped),
             batches_delivered=self.batches_delivered,
             batches_failed=self.batches_failed,
+            attempts=self.attempts,
             requests=self.requests,
             retries=self.retries,
             bytes_sent=self.bytes_sent,
+            consecutive_failures=self.consecutive_failures,
+            last_error=self.last_error,
         )

@@ -45,9 +45,13 @@ class Attempt:
     status: int | None
     """The HTTP status, or ``None`` for a network error or timeout."""
     body_bytes: int
-    """Request body size on the wire."""
+    """Request body size (after compression)."""
     retry: bool
     """Whether this attempt was a retry."""
+    sent: bool = True
+    """Whether the request reached the collector: ``False`` when no connection was made."""
+    error: str | None = None
+    """Why the attempt did not succeed (redacted), ``None`` for a 2xx."""
 
 
 @final
@@ -113,6 +117,10 @@ else:  # pragma: no cover - Python 3.10
     async def _deadline(delay: float) -> AsyncIterator[None]:
         with anyio.fail_after(delay):
             yield
+
+
+# Failures that happen before any byte of the request leaves: no connection was made.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 def _compress(body: bytes) -> bytes:
@@ -228,18 +236,22 @@ class Transport:
                         finally:
                             await response.aclose()
                 except (httpx.TransportError, TimeoutError) as exc:
-                    self._on_attempt(Attempt(None, len(body), attempt > 1))
-                    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    reason = self._redact(
+                        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    )
+                    sent = not isinstance(exc, _NOT_SENT)
+                    self._on_attempt(Attempt(None, len(body), attempt > 1, sent, reason))
                 else:
                     status = response.status_code
-                    self._on_attempt(Attempt(status, len(body), attempt > 1))
                     if is_success(status):
+                        self._on_attempt(Attempt(status, len(body), attempt > 1))
                         return Outcome(None, attempt)
+                    reason = f"HTTP {status}"
+                    self._on_attempt(Attempt(status, len(body), attempt > 1, True, reason))
                     if not is_retryable_status(status):
                         text = self._redact(_error_text(response, raw))
                         return Outcome(HTTPStatusError(status, text), attempt)
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    reason = f"HTTP {status}"
             if attempt > policy.max_retries:
                 return Outcome(RetriesExhaustedError(attempt, reason), attempt)
             remaining = policy.max_retry_time - (loop.time() - started)

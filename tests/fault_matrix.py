@@ -72,7 +72,7 @@ async def send(client: Client, accepted: list[str], count: int, start: int = 0) 
 
 async def _down_at_start(server: FaultServer, client: Client, accepted: list[str]) -> None:
     await send(client, accepted, EVENTS)
-    await eventually(lambda: client.statistics().requests >= 3, what="refused attempts")
+    await eventually(lambda: client.statistics().attempts >= 3, what="refused attempts")
     await server.up()
 
 
@@ -80,9 +80,9 @@ async def _down_in_the_middle(server: FaultServer, client: Client, accepted: lis
     await send(client, accepted, EVENTS // 2)
     assert await client.flush() == 0
     await server.down()
-    before = client.statistics().requests
+    before = client.statistics().attempts
     await send(client, accepted, EVENTS // 2, start=EVENTS // 2)
-    await eventually(lambda: client.statistics().requests >= before + 3, what="refused attempts")
+    await eventually(lambda: client.statistics().attempts >= before + 3, what="refused attempts")
     await server.up()
 
 
