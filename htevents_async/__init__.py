@@ -29,6 +29,7 @@ from ._errors import MessageTypeError as MessageTypeError
 from ._errors import QueueFullError as QueueFullError
 from ._errors import RetriesExhaustedError as RetriesExhaustedError
 from ._errors import ShutdownError as ShutdownError
+from ._errors import TLSVerificationError as TLSVerificationError
 from ._errors import WrongEventLoopError as WrongEventLoopError
 from ._hooks import Callback as Callback
 from ._hooks import OnDrop as OnDrop
@@ -73,6 +74,7 @@ __all__ = [
     "Screen",
     "ShutdownError",
     "Statistics",
+    "TLSVerificationError",
     "Track",
     "WrongEventLoopError",
     "__version__",

@@ -36,18 +36,7 @@ from ._logging import RateLimitedLog, logger
 from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
 from ._retry import is_retryable_status
 from ._stats import Counters, Statistics
-from ._transport import Attempt, Transport
-
-try:
-    from ._network import default_http_client
-except ImportError:  # pragma: no cover - an httpx built without httpcore
-
-    def default_http_client(timeout: float, max_connections: int) -> httpx.AsyncClient:
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        return httpx.AsyncClient(timeout=timeout, limits=limits)
-
+from ._transport import Attempt, Transport, default_http_client
 
 __all__ = ["Client"]
 

@@ -285,7 +285,11 @@ async def test_send_whole_message_as_json(collector: LocalCollector) -> None:
 
     assert result.returncode == 0, result.stderr
     (message,) = collector.messages()
-    assert (message["userId"], message["event"], message["properties"]) == (5, "New name", {"n": 1})
+    assert (message["userId"], message["event"], message["properties"]) == (
+        "5",
+        "New name",
+        {"n": 1},
+    )
 
 
 async def test_send_reads_write_key_and_host_from_the_environment() -> None:

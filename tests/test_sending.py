@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 
+from support import FAST, WRITE_KEY, eventually
+
 from htevents_async import Client
 from htevents_async._collector import LocalCollector
-
-from support import FAST, WRITE_KEY, eventually
 
 
 def _closed_port() -> int:
