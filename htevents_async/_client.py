@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import logging
 import os
 import time
 import warnings
@@ -153,6 +154,9 @@ class Client:
         self._high_water = max(config.max_queue_size // 2, config.max_batch_size)
         self._probe_pending = False
         self._probe_since = 0.0
+        # Set by a call that wants the producer to let the flusher run; the next call
+        # yields before it records its own event.
+        self._yield_due = False
         self._write_key = write_key
         self._encoder = Encoder(config.max_message_bytes)
         self._counters = Counters()
@@ -195,6 +199,8 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record who the user is and what is known of them; returns the message id."""
+        if self._yield_due:
+            await self._take_turn()
         if (
             type(user_id) is str
             and user_id
@@ -238,6 +244,8 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record an action the user performed; returns the message id."""
+        if self._yield_due:
+            await self._take_turn()
         if (
             type(user_id) is str
             and user_id
@@ -288,6 +296,8 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record a web page view; returns the message id."""
+        if self._yield_due:
+            await self._take_turn()
         message = Page(
             user_id=user_id,
             anonymous_id=anonymous_id,
@@ -319,6 +329,8 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record a mobile or desktop screen view; returns the message id."""
+        if self._yield_due:
+            await self._take_turn()
         message = Screen(
             user_id=user_id,
             anonymous_id=anonymous_id,
@@ -349,6 +361,8 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record that the user belongs to a group (company, team, account); returns the id."""
+        if self._yield_due:
+            await self._take_turn()
         message = Group(
             group_id=group_id,
             user_id=user_id,
@@ -376,6 +390,8 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record that ``previous_id`` and ``user_id`` are the same person; returns the id."""
+        if self._yield_due:
+            await self._take_turn()
         message = Alias(
             previous_id=previous_id,
             user_id=user_id,
@@ -396,6 +412,8 @@ class Client:
         is ``None`` when the collector accepted the event.
         """
         _check_message(message)
+        if self._yield_due:
+            await self._take_turn()
         message_id, follow_up = self._submit(message, callback)
         if follow_up is not None:
             await follow_up
@@ -433,7 +451,7 @@ class Client:
         self, message: Message, callback: Callback | None
     ) -> tuple[str, Coroutine[Any, Any, None] | None]:
         """Encode and queue ``message``; returns its id, and what the caller must await, if
-        anything: the wait for room (``overflow="wait"``), or a yield to the flusher."""
+        anything: the wait for room (``overflow="wait"``)."""
         batcher = self._batcher
         if batcher is None or asyncio.get_running_loop() is not self._loop:
             batcher = self._start()
@@ -465,21 +483,32 @@ class Client:
             if queued >= self._high_water:
                 # Filling up: every call yields, so the flusher drains as fast as
                 # the producer adds, instead of the queue overflowing.
-                return asyncio.sleep(0)
-            if queued % self._batch_size:
-                return None
-            return self._yield_if_due()
+                self._yield_due = True
+            elif not queued % self._batch_size:
+                self._check_time_slice()
+            return None
         if self._config.overflow == "wait":
             return self._wait_for_room(entry)
         self._counters.accepted += 1
         batcher.drop([entry], "queue_full")
         # Yield here too: a producer that only ever drops would otherwise never let
         # the flusher run, and the queue would stay full while the collector idles.
-        return asyncio.sleep(0)
+        self._yield_due = True
+        return None
 
-    def _yield_if_due(self) -> Coroutine[Any, Any, None] | None:
-        """At each full batch: a yield to the flusher, when the producer has kept the
-        loop to itself too long; else nothing.
+    async def _take_turn(self) -> None:
+        """The yield a previous call asked for, taken before this call records anything.
+
+        Yielding before, never after, recording keeps one rule for cancellation: a
+        call that raises ``CancelledError`` recorded nothing, and one that returns
+        recorded its event.
+        """
+        self._yield_due = False
+        await asyncio.sleep(0)
+
+    def _check_time_slice(self) -> None:
+        """At each full batch: ask the next call to yield to the flusher when the
+        producer has kept the loop to itself too long.
 
         A producer that awaits us in a tight loop never suspends otherwise: the
         flusher could not run until it ends, and a long burst would fill the
@@ -494,10 +523,8 @@ class Client:
             self._probe_pending = True
             self._probe_since = time.monotonic()
             self._loop.call_soon(self._probe)  # type: ignore[union-attr]
-            return None
-        if time.monotonic() - self._probe_since >= YIELD_SLICE:
-            return asyncio.sleep(0)
-        return None
+        elif time.monotonic() - self._probe_since >= YIELD_SLICE:
+            self._yield_due = True
 
     def _probe(self) -> None:
         self._probe_pending = False
@@ -578,8 +605,26 @@ class Client:
             attempt.error is None or not is_retryable_status(attempt.status)
         ):
             # The collector answered for itself: reachable, whatever it thought of the batch.
+            if counters.consecutive_failures:
+                self._warnings.log(
+                    logging.WARNING,
+                    "recovered",
+                    "htevents_async: collector at %s answering again after %d failed attempts",
+                    self._config.url,
+                    counters.consecutive_failures,
+                )
             counters.consecutive_failures = 0
         else:
+            if not counters.consecutive_failures:
+                # An outage shows while it happens, not only when batches give up.
+                self._warnings.log(
+                    logging.WARNING,
+                    "unreachable",
+                    "htevents_async: collector at %s unreachable (%s); retrying, %d events pending",
+                    self._config.url,
+                    attempt.error,
+                    self._pending(),
+                )
             counters.consecutive_failures += 1
         if attempt.error is not None:
             counters.last_error = attempt.error
@@ -603,14 +648,22 @@ class Client:
 
         Returns how many events are still pending when ``timeout`` seconds
         (default ``Config.flush_timeout``) have passed, ``0`` when all are done.
-        Never raises for delivery problems.
+        While :meth:`aclose` runs, waits for the close instead. Never raises for
+        delivery problems.
         """
+        seconds = _timeout_seconds("flush", timeout, self._config.flush_timeout)
         batcher = self._batcher
-        if batcher is None:
+        closing = self._close_task
+        if batcher is None and (closing is None or closing.done()):
             return 0
         if asyncio.get_running_loop() is not self._loop:
             raise WrongEventLoopError("flush() must run on the loop the client is bound to")
-        return await batcher.flush(_timeout_seconds("flush", timeout, self._config.flush_timeout))
+        if closing is not None:
+            # aclose() is delivering what is pending: waiting for it is the flush.
+            await asyncio.wait({closing}, timeout=seconds)
+            return self._pending()
+        assert batcher is not None  # for the type checker: checked above with closing
+        return await batcher.flush(seconds)
 
     async def aclose(self, timeout: float | dt.timedelta | None = None) -> int:
         """Stop accepting events, deliver what is pending, and release the connections.
@@ -646,7 +699,10 @@ class Client:
         stats = self.statistics()
         if stats.failed or stats.dropped:
             # One line that adds up every loss, however many the rate limit held back.
-            logger.warning(
+            # Events dropped by disable=True were asked for: no warning for those alone.
+            losses = stats.failed or any(r != "disabled" for r in stats.dropped)
+            logger.log(
+                logging.WARNING if losses else logging.DEBUG,
                 "htevents_async: closed; %d delivered, %d failed, dropped %s",
                 stats.delivered,
                 stats.failed,

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
-import importlib.util
 import json
 import ssl
-import sys
 from collections.abc import Awaitable, Callable
 from typing import final
 
@@ -37,6 +35,8 @@ from ._logging import logger
 # worker thread keeps the event loop free meanwhile. Smaller bodies compress
 # faster than the hop to a thread costs.
 GZIP_THREAD_THRESHOLD = 64 * 1024
+# Shorter strings are not redacted from error text (see Transport.__init__).
+_MIN_SECRET_LENGTH = 6
 # Bytes of a response body kept for an error message; the rest is not read.
 ERROR_BODY_LIMIT = 64 * 1024
 # Level 6 costs about twice level 1 for a few percent smaller JSON bodies.
@@ -69,19 +69,6 @@ class Outcome:
     """``None`` when delivered."""
     attempts: int
     """Requests made."""
-
-
-def _fail_fast_on_missing_sniffio() -> None:
-    """Make httpcore's per-request ``import sniffio`` fail at once when sniffio is absent.
-
-    httpcore tries that import every time it sets up a lock for a request; recent
-    anyio and httpx no longer install sniffio, and a failed import searches all of
-    sys.path again each time: about 30 % of a request's CPU on this path. A
-    ``None`` entry in ``sys.modules`` is how Python spells "not importable", so
-    the import fails the same way, only without the search.
-    """
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 async def _read_raw(response: httpx.Response) -> bytes:
@@ -187,7 +174,6 @@ class Transport:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         own_client: bool = False,
     ) -> None:
-        _fail_fast_on_missing_sniffio()
         self._http = http
         self._own_client = own_client
         # Parsed once: httpx would parse a str URL again for every request.
@@ -208,7 +194,12 @@ class Transport:
         token = base64.b64encode(f"{write_key}:".encode()).decode()
         # Collectors may echo credentials in an error body, which becomes part of an
         # exception message and a log line; neither may ever carry the key.
-        self._secrets = sorted({write_key, token, json.dumps(write_key)[1:-1]}, key=len)[::-1]
+        # A key of a few characters would blank out ordinary words of every message
+        # while hiding nothing: such a key is no secret worth the name.
+        secrets = {write_key, token, json.dumps(write_key)[1:-1]}
+        self._secrets = sorted(
+            (s for s in secrets if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True
+        )
         self._headers = {
             "Content-Type": "application/json",
             "Authorization": f"Basic {token}",
