@@ -40,10 +40,14 @@ _INSERT = (
 
 
 def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    # These columns are conveniences for the sqlite3 shell; SQLite needs valid UTF-8, so a
+    # lone surrogate is written as its escape. The message column keeps it exactly.
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _row(event: StoredEvent) -> tuple[object, ...]:
+def _row(event: StoredEvent, text: str) -> tuple[object, ...]:
     message = event.message
     return (
         event.seq,
@@ -52,7 +56,7 @@ def _row(event: StoredEvent) -> tuple[object, ...]:
         _text(message.get("event")),
         _text(message.get("userId")),
         _text(message.get("anonymousId")),
-        json.dumps(message, ensure_ascii=False, separators=(",", ":")),
+        text,
     )
 
 
@@ -77,18 +81,30 @@ class _Database:
             self._conn.close()
             raise
 
-    def load(self, limit: int) -> tuple[list[StoredEvent], dict[str, int]]:
-        rows = self._conn.execute(
+    def load(self, limit: int, max_bytes: int) -> tuple[list[StoredEvent], dict[str, int]]:
+        cursor = self._conn.execute(
             "SELECT seq, message FROM messages ORDER BY seq DESC LIMIT ?", (limit,)
-        ).fetchall()
-        events = [StoredEvent(seq, json.loads(text)) for seq, text in reversed(rows)]
+        )
+        newest: list[StoredEvent] = []
+        total = 0
+        for seq, text in cursor:
+            total += len(text)
+            if total > max_bytes:
+                break
+            newest.append(StoredEvent(seq, json.loads(text), len(text)))
+        cursor.close()
         counts = dict(
             self._conn.execute("SELECT type, COUNT(*) FROM messages GROUP BY type").fetchall()
         )
-        return events, counts
+        newest.reverse()
+        return newest, counts
 
-    def append(self, events: Sequence[StoredEvent]) -> None:
-        rows = [_row(event) for event in events]
+    def last_seq(self) -> int:
+        row = self._conn.execute("SELECT MAX(seq) FROM messages").fetchone()
+        return int(row[0] or 0)
+
+    def append(self, events: Sequence[StoredEvent], texts: Sequence[str]) -> None:
+        rows = [_row(event, text) for event, text in zip(events, texts, strict=True)]
         # One transaction per request: a batch is stored entirely or not at all.
         with self._conn:
             self._conn.execute("BEGIN")
@@ -124,14 +140,19 @@ class SqliteLog:
     async def _call(self, func: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
-    async def load(self, limit: int) -> tuple[list[StoredEvent], dict[str, int]]:
-        """Return the newest ``limit`` events in arrival order, and the count of every type."""
-        return await self._call(self._database.load, limit)
+    async def load(self, limit: int, max_bytes: int) -> tuple[list[StoredEvent], dict[str, int]]:
+        """Return the newest events within ``limit`` and ``max_bytes`` in arrival order,
+        and the count of every type."""
+        return await self._call(self._database.load, limit, max_bytes)
 
-    async def append(self, events: Sequence[StoredEvent]) -> None:
-        """Store one request's events in a single transaction."""
+    async def last_seq(self) -> int:
+        """The highest stored sequence number, 0 for an empty file."""
+        return await self._call(self._database.last_seq)
+
+    async def append(self, events: Sequence[StoredEvent], texts: Sequence[str]) -> None:
+        """Store one request's events, given with their JSON, in a single transaction."""
         if events:
-            await self._call(self._database.append, events)
+            await self._call(self._database.append, events, texts)
 
     async def aclose(self) -> None:
         """Close the database once pending writes are done, then let the worker thread end."""
