@@ -54,8 +54,8 @@ logger = logging.getLogger("htevents_async.collector")
 class EventSink(Protocol):
     """Somewhere accepted events are written before they are shown, such as :class:`SqliteLog`."""
 
-    async def append(self, events: Sequence[StoredEvent], texts: Sequence[str]) -> None:
-        """Durably store one request's events, given with their JSON.
+    async def append(self, events: Sequence[StoredEvent]) -> None:
+        """Durably store one request's events.
 
         Raising makes the request fail with 500 and leaves the store as it was.
         """
@@ -159,10 +159,10 @@ def create_app(
         status, error = 200, None
         accepted: list[StoredEvent] = []
         async with storing:
-            prepared = store.prepare(messages, received_at)
+            prepared = store.prepare(messages, received_at, len(decoded))
             try:
                 if sink is not None:
-                    await sink.append(prepared.events, prepared.texts)
+                    await sink.append(prepared.events)
             except Exception:
                 logger.exception("could not persist %d messages", len(prepared.events))
                 status, error = 500, "could not persist the batch"

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
 from typing import Any, TypeVar
 
-from ._store import StoredEvent
+from ._store import StoredEvent, encode_message
 
 _T = TypeVar("_T")
 
@@ -47,7 +47,7 @@ def _text(value: object) -> str | None:
     return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _row(event: StoredEvent, text: str) -> tuple[object, ...]:
+def _row(event: StoredEvent) -> tuple[object, ...]:
     message = event.message
     return (
         event.seq,
@@ -56,7 +56,7 @@ def _row(event: StoredEvent, text: str) -> tuple[object, ...]:
         _text(message.get("event")),
         _text(message.get("userId")),
         _text(message.get("anonymousId")),
-        text,
+        encode_message(message),
     )
 
 
@@ -103,8 +103,8 @@ class _Database:
         row = self._conn.execute("SELECT MAX(seq) FROM messages").fetchone()
         return int(row[0] or 0)
 
-    def append(self, events: Sequence[StoredEvent], texts: Sequence[str]) -> None:
-        rows = [_row(event, text) for event, text in zip(events, texts, strict=True)]
+    def append(self, events: Sequence[StoredEvent]) -> None:
+        rows = [_row(event) for event in events]
         # One transaction per request: a batch is stored entirely or not at all.
         with self._conn:
             self._conn.execute("BEGIN")
@@ -149,10 +149,10 @@ class SqliteLog:
         """The highest stored sequence number, 0 for an empty file."""
         return await self._call(self._database.last_seq)
 
-    async def append(self, events: Sequence[StoredEvent], texts: Sequence[str]) -> None:
-        """Store one request's events, given with their JSON, in a single transaction."""
+    async def append(self, events: Sequence[StoredEvent]) -> None:
+        """Store one request's events in a single transaction, in the worker thread."""
         if events:
-            await self._call(self._database.append, events, texts)
+            await self._call(self._database.append, events)
 
     async def aclose(self) -> None:
         """Close the database once pending writes are done, then let the worker thread end."""

@@ -39,7 +39,8 @@ class StoredEvent:
     message: dict[str, Any]
     """The message as the client sent it, plus ``receivedAt``."""
     size: int = 0
-    """Bytes of the message's JSON as the collector stores it; what ``max_bytes`` counts."""
+    """Bytes of JSON the message arrived as (its share of the batch body); what ``max_bytes``
+    counts."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -83,7 +84,7 @@ class CollectorStats:
     retained: int
     """Messages currently held in memory (the newest, within both limits)."""
     retained_bytes: int
-    """Bytes of JSON of the retained messages."""
+    """Bytes of JSON the retained messages arrived as."""
     evicted: int
     """Messages accepted since start that no longer fit the limits and left memory."""
     duplicates: int
@@ -98,7 +99,7 @@ class CollectorStats:
     max_messages: int
     """The retention limit by count."""
     max_bytes: int
-    """The retention limit by bytes of JSON."""
+    """The retention limit by bytes of JSON as received."""
     keep_duplicates: bool
     """Whether messages with an already seen ``messageId`` are stored anyway."""
 
@@ -125,8 +126,6 @@ class Prepared:
 
     events: list[StoredEvent]
     """The messages to store, with the sequence numbers they will have."""
-    texts: list[str]
-    """Each message's JSON, as a sink should write it."""
     ids: list[str]
     """The new ``messageId`` values, remembered once the events are committed."""
     duplicates: int
@@ -256,19 +255,25 @@ class EventStore:
                 self._seen.add(message_id)
         self._last_seq = max(last_seq, events[-1].seq if events else 0)
 
-    def prepare(self, messages: Iterable[Mapping[str, Any]], received_at: str) -> Prepared:
-        """Number, stamp ``receivedAt`` and encode the messages, leaving duplicates out.
+    def prepare(
+        self, messages: Sequence[Mapping[str, Any]], received_at: str, body_bytes: int = 0
+    ) -> Prepared:
+        """Number the messages and stamp ``receivedAt``, leaving duplicates out.
+
+        Each message counts for its share of ``body_bytes``, the size of the decoded batch
+        body: exact for the batch as a whole, and free, where encoding every message again
+        to measure it would cost the collector about a fifth of its throughput.
 
         Nothing is visible until :meth:`commit`; a prepared batch that is never committed
         leaves no trace, so a failed write followed by a retry stores one copy.
         """
+        share, extra = divmod(body_bytes, len(messages)) if messages else (0, 0)
         events: list[StoredEvent] = []
-        texts: list[str] = []
         ids: list[str] = []
         batch_ids: set[str] = set()
         duplicates = 0
         seq = self._last_seq
-        for message in messages:
+        for index, message in enumerate(messages):
             message_id = message.get("messageId")
             if isinstance(message_id, str) and message_id:
                 if message_id in self._seen or message_id in batch_ids:
@@ -281,10 +286,8 @@ class EventStore:
             seq += 1
             # A copy, so that the request record keeps the body exactly as it was sent.
             stored = {**message, "receivedAt": received_at}
-            text = encode_message(stored)
-            events.append(StoredEvent(seq, stored, len(text)))
-            texts.append(text)
-        return Prepared(events, texts, ids, duplicates)
+            events.append(StoredEvent(seq, stored, share + (index < extra)))
+        return Prepared(events, ids, duplicates)
 
     def commit(self, prepared: Prepared) -> list[StoredEvent]:
         """Make prepared events visible and remember their ids; return the events."""
@@ -300,10 +303,10 @@ class EventStore:
         return events
 
     def add_messages(
-        self, messages: Iterable[Mapping[str, Any]], received_at: str
+        self, messages: Sequence[Mapping[str, Any]], received_at: str, body_bytes: int = 0
     ) -> list[StoredEvent]:
         """Prepare and commit at once, for callers without a sink; return what was stored."""
-        return self.commit(self.prepare(messages, received_at))
+        return self.commit(self.prepare(messages, received_at, body_bytes))
 
     def _append(self, events: Iterable[StoredEvent]) -> None:
         ring = self._events
