@@ -453,7 +453,7 @@ async def test_viewer_shows_limits_evictions_and_duplicates(page: Page) -> None:
         await expect(page.locator("#retention")).to_contain_text("4 of max 4 messages")
         await expect(page.locator("#retention")).to_contain_text("3 older ones left memory")
         await expect(page.locator("#retention")).to_contain_text("of max 64.0 MiB")
-        await expect(page.locator("#stats")).to_contain_text("1 duplicates dropped")
+        await expect(page.locator("#stats")).to_contain_text("1 duplicate dropped")
         await shoot(page, "viewer-limits", full_page=False)
 
 
