@@ -17,8 +17,8 @@ import attrs
 import pytest
 
 import htevents_async
-from htevents_async._cli import message_from_wire
 from htevents_async._collector import LocalCollector
+from htevents_async._importer import message_from_wire
 
 REPO = Path(__file__).resolve().parents[1]
 WRITE_KEY = "cli-test-key"
@@ -455,9 +455,13 @@ async def test_import_reads_stdin(collector: LocalCollector, tmp_path: Path) -> 
 async def test_import_summary_counts_each_outcome(
     collector: LocalCollector, tmp_path: Path
 ) -> None:
-    """The summary gives lines read, accepted, rejected, delivered and failed."""
+    """Lines read = accepted + rejected + blank, each shown; delivered and failed follow."""
     source = tmp_path / "mixed.ndjson"
-    write_ndjson(source, 300, {10: (b"{", "invalid JSON"), 20: (b"[]", "object")})
+    write_ndjson(
+        source,
+        300,
+        {10: (b"{", "invalid JSON"), 20: (b"[]", "object"), 30: (b"  ", ""), 40: (b"", "")},
+    )
 
     result = await run("import", str(source), "--write-key", WRITE_KEY, "--host", collector.url)
 
@@ -465,12 +469,13 @@ async def test_import_summary_counts_each_outcome(
     assert result.stdout.startswith(f"Imported {source} into {collector.url}/v1/batch")
     assert {key: rows[key] for key in rows if key != "elapsed"} == {
         "lines read": "300",
-        "accepted": "298",
+        "accepted": "296",
         "rejected": "2",
-        "delivered": "298",
+        "blank": "2",
+        "delivered": "296",
         "failed": "0",
     }
-    assert "events/s" in result.stdout
+    assert "delivered events/s" in result.stdout
 
 
 async def test_import_exits_1_when_events_are_not_delivered(tmp_path: Path) -> None:
@@ -497,7 +502,7 @@ async def test_import_of_a_missing_file_exits_2(tmp_path: Path) -> None:
 async def test_import_progress_bar_shows_events_per_second(
     collector: LocalCollector, tmp_path: Path
 ) -> None:
-    """``--progress`` draws a tqdm bar with the event count and rate."""
+    """``--progress`` draws a tqdm bar of delivered events, at 100 % once all are delivered."""
     pytest.importorskip("tqdm")
     source = tmp_path / "progress.ndjson"
     write_ndjson(source, 3_000, {})
@@ -507,10 +512,11 @@ async def test_import_progress_bar_shows_events_per_second(
     )
 
     assert result.returncode == 0, result.stderr
-    final = result.stderr.replace("\r", "\n").strip().splitlines()[-1]
-    assert final.startswith("import: 100%")
-    assert "3,000 events" in final
-    assert "events/s" in final
+    frames = result.stderr.replace("\r", "\n").strip().splitlines()
+    assert frames[-1].startswith("import: 100%")
+    assert "3000/3000" in frames[-1]
+    assert "events/s" in frames[-1]
+    assert not [frame for frame in frames[:-1] if "100%" in frame and "3000/3000" not in frame]
 
 
 async def test_import_progress_falls_back_without_tqdm(
@@ -530,7 +536,7 @@ async def test_import_progress_falls_back_without_tqdm(
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
-    assert "100.0%  3,000 events" in result.stderr
+    assert "100.0%  3,000 events delivered" in result.stderr
 
 
 @contextlib.asynccontextmanager
