@@ -3,61 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
-import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
+from cli_support import (
+    REPO,
+    TYPES,
+    WRITE_KEY,
+    Result,
+    cli_env,
+    import_from_pipe,
+    ndjson,
+    run,
+    summary_rows,
+    write_ndjson,
+)
 
 import htevents_async
 from htevents_async._collector import LocalCollector
 from htevents_async._importer import message_from_wire
 
-REPO = Path(__file__).resolve().parents[1]
-WRITE_KEY = "cli-test-key"
 TRACK_ARGS = ("--type", "track", "--user-id", "123", "--event", "Order completed")
-
-
-@attrs.frozen
-class Result:
-    """What a finished CLI run returned and printed."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without the CLI's variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HT_WRITE_KEY", "HT_HOST")}
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
-async def run(
-    *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None, code: str = ""
-) -> Result:
-    """Run ``python -m htevents_async ARGS`` (or ``python -c CODE ARGS``) off the event loop."""
-    command = ("-c", code) if code else ("-m", "htevents_async")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *command,
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env) if env is not None else cli_env(),
-        cwd=REPO,
-    )
-    out, err = await process.communicate(stdin)
-    assert process.returncode is not None
-    return Result(process.returncode, out.decode(), err.decode())
 
 
 async def send(collector: LocalCollector, *args: str) -> Result:
@@ -349,50 +321,6 @@ BAD_LINES: dict[int, tuple[bytes, str]] = {
     88_888: (b'{"type": "identify", "userId": "u", "colour": "red"}', "no field 'colour'"),
     99_999: (b'{"type": "track", "event": "\xff\xfe"}', "invalid JSON"),
 }
-TYPES = ("identify", "track", "page", "screen", "group", "alias")
-
-
-def good_line(number: int) -> dict[str, Any]:
-    """A valid message in wire form, of a type that depends on its line number, backdated."""
-    kind = TYPES[number % len(TYPES)]
-    message: dict[str, Any] = {
-        "type": kind,
-        "userId": f"user-{number % 1000}",
-        "messageId": f"line-{number}",
-        "timestamp": f"2023-{number % 12 + 1:02d}-15T08:30:00Z",
-    }
-    extra: dict[str, dict[str, Any]] = {
-        "identify": {"traits": {"email": f"u{number}@example.com"}},
-        "track": {"event": "Order completed", "properties": {"total": number / 100}},
-        "page": {"name": "Home", "properties": {"path": "/"}},
-        "screen": {"name": "Cart", "category": "App"},
-        "group": {"groupId": f"acct-{number % 40}", "traits": {"name": "Acme"}},
-        "alias": {"previousId": f"anon-{number}"},
-    }
-    return {**message, **extra[kind]}
-
-
-def write_ndjson(path: Path, lines: int, bad: Mapping[int, tuple[bytes, str]]) -> set[str]:
-    """Write ``lines`` lines with ``bad`` ones at their numbers; return the good message ids."""
-    good: set[str] = set()
-    with path.open("wb") as file:
-        for number in range(1, lines + 1):
-            if number in bad:
-                file.write(bad[number][0] + b"\n")
-                continue
-            message = good_line(number)
-            good.add(message["messageId"])
-            file.write(json.dumps(message).encode() + b"\n")
-    return good
-
-
-def summary_rows(stdout: str) -> dict[str, str]:
-    """The ``label: first value`` rows of an import summary."""
-    rows = {}
-    for line in stdout.splitlines():
-        if line.startswith("  ") and not line.lstrip()[0].isdigit():
-            rows[line[2:14].strip()] = line[14:].split()[0]
-    return rows
 
 
 @pytest.mark.slow
@@ -537,34 +465,6 @@ async def test_import_progress_falls_back_without_tqdm(
 
     assert result.returncode == 0, result.stderr
     assert "100.0%  3,000 events delivered" in result.stderr
-
-
-@contextlib.asynccontextmanager
-async def import_from_pipe(
-    collector: LocalCollector, report: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``import -`` reading from a pipe the test keeps open; killed if the test fails early."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "htevents_async", "import", "-", "--report", str(report)),
-        *("--write-key", WRITE_KEY, "--host", collector.url),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=cli_env(),
-        cwd=REPO,
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.communicate()
-
-
-def ndjson(first: int, count: int) -> bytes:
-    """``count`` valid lines starting at line number ``first``."""
-    return b"".join(json.dumps(good_line(n)).encode() + b"\n" for n in range(first, first + count))
 
 
 async def test_import_from_a_pipe_delivers_while_the_writer_is_still_writing(
