@@ -177,7 +177,9 @@ async def _import(
         result.delivered = stats.delivered
         result.failed += stats.failed + stats.dropped_total
         for reason, count in stats.dropped.items():
-            result.failures[f"dropped ({reason})"] += count
+            # The client's "shutdown" is the import stopping: the end, a signal, or giving up.
+            label = "still pending when the import stopped" if reason == "shutdown" else reason
+            result.failures[f"dropped ({label})"] += count
         result.elapsed = time.monotonic() - started
 
 
@@ -244,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             progress.close()
             report.close()
-    _print_summary("stdin" if from_stdin else source, host, result, report)
+    _print_summary("stdin" if from_stdin else source, client.config.url, result, report)
     if stopped is not None:
         verb = "Interrupted" if stopped.name == "SIGINT" else f"Stopped by {stopped.name}"
         print(f"{verb} after line {result.counts.lines:,}.")
@@ -255,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.counts.rejected or result.failed else EXIT_OK
 
 
-def _print_summary(source: str, host: str, result: _Result, report: _RejectReport) -> None:
+def _print_summary(source: str, url: str, result: _Result, report: _RejectReport) -> None:
     counts = result.counts
     rate = result.delivered / result.elapsed if result.elapsed > 0 else 0.0
     rows = [
@@ -268,7 +270,7 @@ def _print_summary(source: str, host: str, result: _Result, report: _RejectRepor
         ("elapsed", f"{result.elapsed:.2f} s", f"  ({rate:,.0f} delivered events/s)"),
     ]
     width = max(len(value) for _, value, _ in rows)
-    print(f"Imported {source} into {host.rstrip('/')}/v1/batch")
+    print(f"Imported {source} into {url}")
     for label, value, note in rows:
         print(f"  {label:<12}{value:>{width}}{note}")
     for reason, count in result.failures.most_common():

@@ -188,5 +188,7 @@ def run(args: argparse.Namespace) -> int:
     if outcome:
         print(f"outcome:    {message.type} not delivered: {outcome[0]}")
         return EXIT_FAILED
-    print(f"outcome:    {message.type} delivered to {host.rstrip('/')}/v1/batch")
+    from .._config import Config
+
+    print(f"outcome:    {message.type} delivered to {Config(host=host).url}")
     return EXIT_OK
