@@ -121,7 +121,7 @@ async def test_import_gives_up_after_max_failures(tmp_path: Path) -> None:
     rows = summary_rows(result.stdout)
     assert (rows["delivered"], rows["failed"]) == ("0", rows["accepted"])
     assert int(rows["lines read"]) == int(rows["accepted"]) + int(rows["rejected"])
-    assert "attempts in a row failed (--max-failures 3)" in result.stdout
+    assert "failed attempts in a row (--max-failures 3)" in result.stdout
     assert "last error: ConnectError" in result.stdout
     # Nothing was delivered, so the bar never claimed otherwise.
     assert "100%" not in result.stderr

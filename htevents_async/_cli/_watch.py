@@ -57,11 +57,11 @@ class OutageWatch:
     max_failures: int | None = None
     give_up_after: float | None = None
     tick: Callable[[Statistics], None] | None = None
-    gave_up: str | None = None
+    gave_up: str | None = attrs.field(default=None, init=False)
     """Why :meth:`guard` gave up, or ``None``."""
-    _failing_since: float | None = None
-    _said_at: float = 0.0
-    _attempts_seen: int = 0
+    _failing_since: float | None = attrs.field(default=None, init=False)
+    _said_at: float = attrs.field(default=0.0, init=False)
+    _attempts_seen: int = attrs.field(default=0, init=False)
 
     async def guard(self, work: asyncio.Task[Any]) -> bool:
         """Wait for ``work``, watching; returns ``True`` if it was cancelled to give up.
@@ -110,7 +110,7 @@ class OutageWatch:
         failing_for = now - self._failing_since
         if self.max_failures is not None and failures >= self.max_failures:
             self.gave_up = (
-                f"{failures} attempts in a row failed (--max-failures {self.max_failures}); "
+                f"{failures} failed attempts in a row (--max-failures {self.max_failures}); "
                 f"last error: {stats.last_error}"
             )
         elif self.give_up_after is not None and failing_for >= self.give_up_after:
