@@ -26,6 +26,7 @@ from cli_support import (
 )
 
 import htevents_async
+from htevents_async._cli import COMMANDS, main
 from htevents_async._collector import LocalCollector
 from htevents_async._importer import message_from_wire
 
@@ -142,6 +143,25 @@ async def test_help_lists_every_subcommand() -> None:
     assert result.returncode == 0
     for command in ("collect", "demo", "send", "import"):
         assert command in result.stdout
+
+
+def test_a_command_is_one_registry_entry(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A module with ``add_arguments`` and ``run``, named in ``COMMANDS``, is a command."""
+    (tmp_path / "echo_command.py").write_text(
+        "DESCRIPTION = 'Print the words.'\n"
+        "def add_arguments(parser):\n"
+        "    parser.add_argument('words', nargs='+')\n"
+        "def run(args):\n"
+        "    print(' '.join(args.words))\n"
+        "    return 3\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(COMMANDS, "echo", ("echo_command", "print the words"))
+
+    assert main(["echo", "hello", "there"]) == 3
+    assert capsys.readouterr().out == "hello there\n"
 
 
 async def test_missing_collector_extra_names_the_install_command() -> None:
