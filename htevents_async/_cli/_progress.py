@@ -54,14 +54,40 @@ class _Quiet:
         pass
 
 
+# tqdm's own percentage is rounded: 99.7 % would read "100%" with a batch still out.
+_BAR_FORMAT = (
+    "{desc}: {whole_percent:3d}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
+)
+
+
+def _floored(tqdm: Any) -> Any:
+    """A subclass of the ``tqdm`` class offering ``{whole_percent}``, rounded down."""
+
+    class Bar(tqdm):  # type: ignore[misc]
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            # tqdm's documented way to add a field to bar_format.
+            values: dict[str, Any] = super().format_dict
+            total = values.get("total")
+            values["whole_percent"] = 100 * values["n"] // total if total else 0
+            return values
+
+    return Bar
+
+
 class _Tqdm:
     """A tqdm bar over delivered events; tqdm computes the rate from them."""
 
     def __init__(self, tqdm: Any, total_bytes: int | None, label: str) -> None:
         self._tqdm = tqdm
         self._total_bytes = total_bytes
-        self._bar = tqdm(
-            desc=label, unit=" events", dynamic_ncols=True, file=sys.stderr, total=None
+        self._bar = _floored(tqdm)(
+            desc=label,
+            unit=" events",
+            dynamic_ncols=True,
+            file=sys.stderr,
+            total=None,
+            bar_format=_BAR_FORMAT,
         )
 
     def update(self, delivered: int, counts: ImportCounts, done_reading: bool) -> None:
