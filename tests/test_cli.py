@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import json
 import signal
 import sys
@@ -27,6 +28,7 @@ from cli_support import (
 
 import htevents_async
 from htevents_async._cli import COMMANDS, main
+from htevents_async._cli._progress import _BAR_FORMAT, _floored
 from htevents_async._collector import LocalCollector
 from htevents_async._importer import message_from_wire
 
@@ -465,6 +467,18 @@ async def test_import_progress_bar_shows_events_per_second(
     assert "3000/3000" in frames[-1]
     assert "events/s" in frames[-1]
     assert not [frame for frame in frames[:-1] if "100%" in frame and "3000/3000" not in frame]
+
+
+def test_progress_bar_reads_100_only_when_every_event_is_delivered() -> None:
+    """997 of 1,000 delivered reads 99 %, not tqdm's rounded 100 %."""
+    tqdm = pytest.importorskip("tqdm")
+    text = io.StringIO()
+    bar = _floored(tqdm.tqdm)(total=1000, file=text, bar_format=_BAR_FORMAT, desc="import")
+    bar.update(997)
+    assert str(bar).startswith("import:  99%|")
+    bar.update(3)
+    assert str(bar).startswith("import: 100%|")
+    bar.close()
 
 
 async def test_import_progress_falls_back_without_tqdm(
