@@ -242,6 +242,18 @@ async def test_send_gives_up_after_max_failures() -> None:
     assert "last error: ConnectError" in result.stdout
 
 
+async def test_send_reports_a_name_that_does_not_resolve() -> None:
+    """A host whose name cannot resolve (``.invalid`` never does) is named as a ConnectError."""
+    result = await run(
+        "send", *TRACK_ARGS, "--write-key", WRITE_KEY, "--max-failures", "2",
+        "--host", "http://no-such-host.invalid",
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert "collector unreachable (ConnectError" in result.stderr
+    assert "last error: ConnectError" in result.stdout
+
+
 async def test_send_reports_a_failing_status() -> None:
     """A collector answering 503 is reported as such while retrying, and in the outcome."""
     async with FaultServer(then=Respond(503)) as server:
