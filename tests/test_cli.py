@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import io
 import json
 import signal
@@ -30,7 +29,6 @@ import htevents_async
 from htevents_async._cli import COMMANDS, main
 from htevents_async._cli._progress import _BAR_FORMAT, _floored
 from htevents_async._collector import LocalCollector
-from htevents_async._importer import message_from_wire
 
 TRACK_ARGS = ("--type", "track", "--user-id", "123", "--event", "Order completed")
 
@@ -45,94 +43,6 @@ async def collector() -> AsyncIterator[LocalCollector]:
     """A collector that accepts any write key and keeps every message of a large import."""
     async with LocalCollector(max_messages=200_000) as running:
         yield running
-
-
-# -- message_from_wire ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("wire", "expected"),
-    [
-        (
-            {"type": "identify", "userId": "1", "traits": {"plan": "pro"}},
-            htevents_async.Identify(user_id="1", traits={"plan": "pro"}),
-        ),
-        (
-            {"type": "track", "anonymousId": "a", "event": "E", "properties": {"x": 1}},
-            htevents_async.Track(anonymous_id="a", event="E", properties={"x": 1}),
-        ),
-        (
-            {"type": "page", "userId": 0, "name": "Home", "category": "Docs"},
-            htevents_async.Page(user_id=0, name="Home", category="Docs"),
-        ),
-        (
-            {"type": "screen", "userId": "1", "name": "Cart", "properties": {}},
-            htevents_async.Screen(user_id="1", name="Cart", properties={}),
-        ),
-        (
-            {"type": "group", "userId": "1", "groupId": 42, "traits": {"n": 2}},
-            htevents_async.Group(user_id="1", group_id=42, traits={"n": 2}),
-        ),
-        (
-            {"type": "alias", "previousId": "anon-1", "userId": "1", "messageId": "m-1"},
-            htevents_async.Alias(previous_id="anon-1", user_id="1", message_id="m-1"),
-        ),
-    ],
-)
-def test_message_from_wire_builds_each_type(
-    wire: dict[str, Any], expected: htevents_async.Message
-) -> None:
-    """Each wire type becomes its message class, camelCase keys mapped to keyword names."""
-    assert message_from_wire(wire) == expected
-
-
-def test_message_from_wire_parses_iso_timestamps() -> None:
-    """An ISO-8601 timestamp with ``Z`` becomes an aware datetime; transport keys are ignored."""
-    message = message_from_wire(
-        {
-            "type": "track",
-            "userId": "1",
-            "event": "E",
-            "timestamp": "2021-03-04T05:06:07.250Z",
-            "sentAt": "2021-03-04T05:06:08Z",
-            "receivedAt": "2021-03-04T05:06:09Z",
-        }
-    )
-    assert message.timestamp == dt.datetime(2021, 3, 4, 5, 6, 7, 250_000, tzinfo=dt.timezone.utc)
-
-
-@pytest.mark.parametrize(
-    ("wire", "error", "text"),
-    [
-        ([1, 2], htevents_async.MessageTypeError, "must be a JSON object, got list"),
-        ({"userId": "1"}, htevents_async.MessageError, "type is required"),
-        ({"type": "click"}, htevents_async.MessageError, "got 'click'"),
-        ({"type": "track", "userId": "1"}, htevents_async.MessageError, "Track.event is required"),
-        (
-            {"type": "group", "userId": "1"},
-            htevents_async.MessageError,
-            "Group.group_id is required",
-        ),
-        ({"type": "alias", "userId": "1"}, htevents_async.MessageError, "Alias.previous_id"),
-        ({"type": "identify", "event": "E"}, htevents_async.MessageError, "no field 'event'"),
-        (
-            {"type": "track", "event": "E", "timestamp": "yesterday"},
-            htevents_async.MessageTypeError,
-            "Track.timestamp must be an ISO-8601",
-        ),
-        (
-            {"type": "track", "event": "E", "properties": [1]},
-            htevents_async.MessageTypeError,
-            "Track.properties must be a dict",
-        ),
-    ],
-)
-def test_message_from_wire_names_the_bad_field(
-    wire: Any, error: type[Exception], text: str
-) -> None:
-    """Invalid wire messages raise the package's errors, naming the field."""
-    with pytest.raises(error, match=text):
-        message_from_wire(wire)
 
 
 # -- help and missing extras ------------------------------------------------------------------

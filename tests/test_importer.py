@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import FAST, WRITE_KEY
 
 import htevents_async
 from htevents_async._collector import LocalCollector
-from htevents_async._importer import ImportCounts, Rejection, import_ndjson
+from htevents_async._importer import ImportCounts, Rejection, import_ndjson, message_from_wire
 
 
 def write_lines(path: Path, lines: list[bytes]) -> None:
@@ -133,3 +135,91 @@ async def test_a_range_needs_a_regular_file() -> None:
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as stream, pytest.raises(ValueError, match="regular file"):
         await import_ndjson(stream, ListSink(), start=10)
+
+
+# -- message_from_wire ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (
+            {"type": "identify", "userId": "1", "traits": {"plan": "pro"}},
+            htevents_async.Identify(user_id="1", traits={"plan": "pro"}),
+        ),
+        (
+            {"type": "track", "anonymousId": "a", "event": "E", "properties": {"x": 1}},
+            htevents_async.Track(anonymous_id="a", event="E", properties={"x": 1}),
+        ),
+        (
+            {"type": "page", "userId": 0, "name": "Home", "category": "Docs"},
+            htevents_async.Page(user_id=0, name="Home", category="Docs"),
+        ),
+        (
+            {"type": "screen", "userId": "1", "name": "Cart", "properties": {}},
+            htevents_async.Screen(user_id="1", name="Cart", properties={}),
+        ),
+        (
+            {"type": "group", "userId": "1", "groupId": 42, "traits": {"n": 2}},
+            htevents_async.Group(user_id="1", group_id=42, traits={"n": 2}),
+        ),
+        (
+            {"type": "alias", "previousId": "anon-1", "userId": "1", "messageId": "m-1"},
+            htevents_async.Alias(previous_id="anon-1", user_id="1", message_id="m-1"),
+        ),
+    ],
+)
+def test_message_from_wire_builds_each_type(
+    wire: dict[str, Any], expected: htevents_async.Message
+) -> None:
+    """Each wire type becomes its message class, camelCase keys mapped to keyword names."""
+    assert message_from_wire(wire) == expected
+
+
+def test_message_from_wire_parses_iso_timestamps() -> None:
+    """An ISO-8601 timestamp with ``Z`` becomes an aware datetime; transport keys are ignored."""
+    message = message_from_wire(
+        {
+            "type": "track",
+            "userId": "1",
+            "event": "E",
+            "timestamp": "2021-03-04T05:06:07.250Z",
+            "sentAt": "2021-03-04T05:06:08Z",
+            "receivedAt": "2021-03-04T05:06:09Z",
+        }
+    )
+    assert message.timestamp == dt.datetime(2021, 3, 4, 5, 6, 7, 250_000, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("wire", "error", "text"),
+    [
+        ([1, 2], htevents_async.MessageTypeError, "must be a JSON object, got list"),
+        ({"userId": "1"}, htevents_async.MessageError, "type is required"),
+        ({"type": "click"}, htevents_async.MessageError, "got 'click'"),
+        ({"type": "track", "userId": "1"}, htevents_async.MessageError, "Track.event is required"),
+        (
+            {"type": "group", "userId": "1"},
+            htevents_async.MessageError,
+            "Group.group_id is required",
+        ),
+        ({"type": "alias", "userId": "1"}, htevents_async.MessageError, "Alias.previous_id"),
+        ({"type": "identify", "event": "E"}, htevents_async.MessageError, "no field 'event'"),
+        (
+            {"type": "track", "event": "E", "timestamp": "yesterday"},
+            htevents_async.MessageTypeError,
+            "Track.timestamp must be an ISO-8601",
+        ),
+        (
+            {"type": "track", "event": "E", "properties": [1]},
+            htevents_async.MessageTypeError,
+            "Track.properties must be a dict",
+        ),
+    ],
+)
+def test_message_from_wire_names_the_bad_field(
+    wire: Any, error: type[Exception], text: str
+) -> None:
+    """Invalid wire messages raise the package's errors, naming the field."""
+    with pytest.raises(error, match=text):
+        message_from_wire(wire)
