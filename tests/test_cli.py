@@ -451,3 +451,20 @@ async def test_import_interrupted_prints_the_summary_and_exits_130(
     assert process.returncode == 130
     assert summary_rows(out)["delivered"] == "500"
     assert "Interrupted after line 500." in out
+
+
+def test_collect_options_reach_the_collector() -> None:
+    """``collect``'s retention, duplicate and Host options parse to serve()'s keywords."""
+    from htevents_async._cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            *("collect", "--max-events", "5", "--max-bytes", "4096", "--keep-duplicates"),
+            *("--allow-host", "dev.local", "--allow-host", "box"),
+        ]
+    )
+    assert (args.max_events, args.max_bytes, args.keep_duplicates) == (5, 4096, True)
+    assert args.allow_host == ["dev.local", "box"]
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["collect", "--max-events", "0"])
+    assert exited.value.code == 2

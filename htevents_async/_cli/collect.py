@@ -20,6 +20,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--write-key", metavar="KEY", help="accept only this write key (default: any)"
     )
     parser.add_argument("--db", metavar="FILE", help="also keep messages in this SQLite file")
+    parser.add_argument(
+        "--max-events",
+        type=_positive,
+        default=100_000,
+        metavar="N",
+        help="messages kept in memory; older ones leave the viewer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=_positive,
+        default=64 * 1024 * 1024,
+        metavar="N",
+        help="bytes of messages kept in memory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="store every copy of a messageId (default: drop and count duplicates)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept requests whose Host header names NAME (repeatable); loopback "
+        "names and the bound address are always accepted",
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +65,16 @@ def run(args: argparse.Namespace) -> int:
     if collector is None:
         return EXIT_FAILED
     try:
-        collector.serve(args.host, args.port, args.write_key, args.db)
+        collector.serve(
+            args.host,
+            args.port,
+            args.write_key,
+            args.db,
+            max_messages=args.max_events,
+            max_bytes=args.max_bytes,
+            keep_duplicates=args.keep_duplicates,
+            allowed_hosts=args.allow_host,
+        )
     except OSError as exc:
         fail("collect", f"cannot listen on {args.host}:{args.port}: {exc}")
         return EXIT_FAILED
