@@ -19,7 +19,7 @@ import anyio
 import attrs
 import httpx
 
-from ._batch import Entry, envelope_size
+from ._batch import Batch, Entry, envelope_size
 from ._batcher import Batcher, drop_entries
 from ._config import Config
 from ._context import current_context
@@ -28,6 +28,7 @@ from ._errors import (
     ClientClosedError,
     ClientStateError,
     ConfigError,
+    DroppedError,
     ForkedClientError,
     QueueFullError,
     WrongEventLoopError,
@@ -35,6 +36,7 @@ from ._errors import (
 from ._hooks import Callback, HookRunner
 from ._logging import RateLimitedLog, logger
 from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
+from ._plugins import Dropped, Pipeline
 from ._retry import is_retryable_status
 from ._stats import Counters, Statistics
 from ._transport import Attempt, Transport, default_http_client
@@ -159,6 +161,13 @@ class Client:
         self._yield_due = False
         self._write_key = write_key
         self._encoder = Encoder(config.max_message_bytes)
+        # Chosen once: with before_send plugins every call, the plain ones included,
+        # goes through them; without, the calls encode as they always have.
+        encoder: Encoder | Pipeline = self._encoder
+        if config.before_send:
+            encoder = Pipeline(config.before_send, config.max_message_bytes)
+        self._encode = encoder.encode
+        self._encode_plain = encoder.encode_plain
         self._counters = Counters()
         self._warnings = RateLimitedLog()
         self._hooks = HookRunner(config.hook_timeout)
@@ -438,9 +447,15 @@ class Client:
                 "its methods) on its event loop before enqueue_threadsafe()"
             )
         _check_message(message)
-        message_id, data = self._encoder.encode(message)
         try:
-            loop.call_soon_threadsafe(self._accept_handed_over, (data, _bind(callback, message_id)))
+            message_id, data = self._encode(message)
+        except Dropped as dropped:
+            handed: tuple[Any, ...] = (self._drop_filtered, dropped, callback)
+            message_id = dropped.message_id
+        else:
+            handed = (self._accept_handed_over, (data, _bind(callback, message_id)))
+        try:
+            loop.call_soon_threadsafe(*handed)
         except RuntimeError:
             raise ClientClosedError("the client's event loop is closed") from None
         return message_id
@@ -455,7 +470,11 @@ class Client:
         batcher = self._batcher
         if batcher is None or asyncio.get_running_loop() is not self._loop:
             batcher = self._start()
-        message_id, data = self._encoder.encode(message)
+        try:
+            message_id, data = self._encode(message)
+        except Dropped as dropped:
+            self._drop_filtered(dropped, callback)
+            return dropped.message_id, None
         return message_id, self._queue(batcher, message_id, data, callback)
 
     def _submit_plain(
@@ -466,7 +485,11 @@ class Client:
         batcher = self._batcher
         if batcher is None or asyncio.get_running_loop() is not self._loop:
             batcher = self._start()
-        message_id, data = self._encoder.encode_plain(type_name, fields, owner)
+        try:
+            message_id, data = self._encode_plain(type_name, fields, owner)
+        except Dropped as dropped:
+            self._drop_filtered(dropped, callback)
+            return dropped.message_id, None
         return message_id, self._queue(batcher, message_id, data, callback)
 
     def _queue(
@@ -539,6 +562,18 @@ class Client:
                 f"enqueue_timeout ({self._config.enqueue_timeout} s); the event was not accepted"
             )
         self._counters.accepted += 1
+
+    def _drop_filtered(self, dropped: Dropped, callback: Callback | None) -> None:
+        """Runs on the loop: account for an event a ``before_send`` plugin dropped."""
+        self._counters.accepted += 1
+        self._counters.drop(dropped.reason)
+        on_drop = self._config.on_drop
+        if on_drop is not None:
+            batch = Batch([(dropped.hook_text(), None)])
+            self._hooks.call("on_drop", on_drop, batch, dropped.reason)
+        if callback is not None:
+            error = DroppedError(dropped.reason)
+            self._hooks.call("callback", callback, dropped.message_id, error)
 
     def _accept_handed_over(self, entry: Entry) -> None:
         """Runs on the loop: queue an entry encoded in another thread."""
