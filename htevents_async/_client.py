@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import enum
 import logging
@@ -10,7 +11,8 @@ import os
 import time
 import warnings
 import weakref
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AbstractContextManager
 from functools import partial
 from types import TracebackType
 from typing import Any, final
@@ -169,6 +171,10 @@ class Client:
         self._encode = encoder.encode
         self._encode_plain = encoder.encode_plain
         self._counters = Counters()
+        # For integrations (metrics): called on the loop with every request attempt, and
+        # the context the flusher task starts in, so its requests can be told apart.
+        self._attempt_observers: list[Callable[[Attempt], None]] = []
+        self._flusher_scope: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
         self._warnings = RateLimitedLog()
         self._hooks = HookRunner(config.hook_timeout)
         self._state = _State.UNOPENED
@@ -623,9 +629,10 @@ class Client:
                 on_attempt=self._count_attempt,
                 own_client=self._owns_http,
             )
-            self._batcher = Batcher(
-                self._config, transport, self._counters, self._hooks, self._warnings
-            )
+            with self._flusher_scope():
+                self._batcher = Batcher(
+                    self._config, transport, self._counters, self._hooks, self._warnings
+                )
         return self._batcher
 
     def _count_attempt(self, attempt: Attempt) -> None:
@@ -663,6 +670,8 @@ class Client:
             counters.consecutive_failures += 1
         if attempt.error is not None:
             counters.last_error = attempt.error
+        for observe in self._attempt_observers:
+            observe(attempt)
 
     # -- lifecycle -----------------------------------------------------------------
 
