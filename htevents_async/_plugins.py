@@ -39,8 +39,9 @@ __all__ = ["BeforeSend", "Dropped", "Pipeline", "plugin_chain"]
 BeforeSend: TypeAlias = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 _TYPES = ("identify", "track", "page", "screen", "group", "alias")
-_ID_KEYS = ("userId", "anonymousId", "groupId", "previousId")
-_MAPPING_KEYS = ("traits", "properties", "context", "integrations")
+_ID_KEYS = frozenset({"userId", "anonymousId", "groupId", "previousId"})
+_FRAME_KEYS = frozenset({"type", "messageId", "timestamp"})
+_MAPPING_KEYS = frozenset({"traits", "properties", "context", "integrations"})
 # The keys each type cannot go without, besides type, messageId and timestamp.
 _REQUIRED = {"track": ("event",), "group": ("groupId",), "alias": ("previousId", "userId")}
 
@@ -90,14 +91,24 @@ class Dropped(Exception):
             return _plain_encode({"type": self.event.get("type"), "messageId": self.message_id})
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _copy(value: Any) -> Any:
     """The containers of ``value`` copied all the way down; other values shared."""
-    if type(value) is dict or isinstance(value, Mapping):
-        return {key: _copy(item) for key, item in value.items()}
-    if type(value) is list:
-        return [_copy(item) for item in value]
-    if type(value) is tuple:
-        return tuple([_copy(item) for item in value])
+    # Scalars are checked by exact type first: most values are, and an isinstance
+    # check against the Mapping ABC costs more than the copy itself.
+    cls = type(value)
+    if cls is dict:
+        return {k: v if type(v) in _SCALARS else _copy(v) for k, v in value.items()}
+    if cls in _SCALARS:
+        return value
+    if cls is list:
+        return [v if type(v) in _SCALARS else _copy(v) for v in value]
+    if cls is tuple:
+        return tuple([v if type(v) in _SCALARS else _copy(v) for v in value])
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
     return value
 
 
@@ -215,17 +226,20 @@ class Pipeline:
         # The id first, before any caller data: Batch.message_ids reads the first one.
         out: dict[str, Any] = {"type": type_name, "messageId": new_id, "timestamp": stamp}
         for key, value in event.items():
-            if key in out or value is None:
+            if value is None or key in _FRAME_KEYS:
                 continue
             if key in _ID_KEYS:
-                if isinstance(value, bool) or not isinstance(value, (str, int)):
-                    raise MessageTypeError(
-                        f"{where}.{key} must be a str or int, got {type(value).__name__}"
-                    )
-                value = str(value)
+                if type(value) is not str:
+                    if isinstance(value, bool) or not isinstance(value, (str, int)):
+                        raise MessageTypeError(
+                            f"{where}.{key} must be a str or int, got {type(value).__name__}"
+                        )
+                    value = str(value)
                 if not value:
                     raise MessageError(f"{where}.{key} must not be empty")
-            elif key in _MAPPING_KEYS and not isinstance(value, Mapping):
+            elif (
+                key in _MAPPING_KEYS and type(value) is not dict and not isinstance(value, Mapping)
+            ):
                 raise MessageTypeError(
                     f"{where}.{key} must be a dict (or other Mapping), got {type(value).__name__}"
                 )

@@ -321,3 +321,20 @@ async def test_ready_made_plugins_together(collector: LocalCollector) -> None:
     assert received["properties"] == {"Password": "[redacted]", "note": "mail [redacted] now"}
     assert received["context"]["app"] == {"version": "1.4.2"}
     assert stats.dropped == {"filtered": 1}
+
+
+def test_plain_calls_through_an_identity_plugin_match_the_fast_path() -> None:
+    """The plain call's event, through a plugin that changes nothing, is the fast path's."""
+    import json
+
+    from htevents_async._plugins import Pipeline
+
+    fields = {"userId": "u", "event": "e", "properties": {"d": dt.date(2026, 1, 1), "n": 1.5}}
+    _, fast = Encoder(32 * 1024).encode_plain("track", fields, "Track")
+    _, piped = Pipeline((lambda event: event,), 32 * 1024).encode_plain("track", fields, "Track")
+    expected, got = json.loads(fast), json.loads(piped)
+    for key in ("messageId", "timestamp"):
+        assert isinstance(got.pop(key), str)
+        expected.pop(key)
+    assert got == expected
+    assert list(json.loads(piped)) == list(json.loads(fast))  # the same key order
