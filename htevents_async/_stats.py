@@ -32,7 +32,8 @@ class Statistics:
     dropped: Mapping[str, int]
     """Events dropped before delivery, by reason: ``queue_full``, ``disabled``,
     ``shutdown`` (still pending when the close deadline passed), ``fork``
-    (inherited from the parent process)."""
+    (inherited from the parent process), ``filtered`` (a ``before_send`` plugin
+    returned ``None``), ``plugin_error`` (a ``before_send`` plugin raised)."""
     batches_delivered: int
     """Batches the collector answered with a 2xx."""
     batches_failed: int
