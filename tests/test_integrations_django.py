@@ -1,0 +1,73 @@
+"""The Django integration under real servers: gunicorn (WSGI, two workers) and uvicorn (ASGI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from integration_support import by_number, context_of
+from servers import free_port, serve
+
+from htevents_async._collector import LocalCollector
+
+pytest.importorskip("django")
+pytest.importorskip("gunicorn")
+
+VISITORS = [
+    {"User-Agent": "Firefox/128.0", "Referer": "https://ads.example/a", "Accept-Language": "de"},
+    {"User-Agent": "Safari/17.4", "Accept-Language": "pt-BR, pt;q=0.8"},
+    {"User-Agent": "curl/8.5.0", "Referer": "https://mail.example/"},
+]
+REQUESTS = 12
+
+
+def expected_context(n: int, port: int) -> dict[str, Any]:
+    """The context the middleware gives request number ``n``."""
+    visitor = VISITORS[n % len(VISITORS)]
+    page = {
+        "url": f"http://127.0.0.1:{port}/orders/{n}?src=t{n}",
+        "path": f"/orders/{n}",
+        "search": f"?src=t{n}",
+    }
+    if "Referer" in visitor:
+        page["referrer"] = visitor["Referer"]
+    context: dict[str, Any] = {"ip": "127.0.0.1", "userAgent": visitor["User-Agent"]}
+    if "Accept-Language" in visitor:
+        context["locale"] = visitor["Accept-Language"].split(",")[0]
+    context["page"] = page
+    return context
+
+
+async def _exercise(collector: LocalCollector, argv: list[str], port: int) -> set[int]:
+    env = {"DJANGO_SETTINGS_MODULE": "sites.djangosite", "HT_COLLECTOR": collector.url}
+    pids = set()
+    async with serve(argv, port, env) as http:
+        for n in range(REQUESTS):
+            response = await http.get(
+                f"/orders/{n}", params={"src": f"t{n}"}, headers=VISITORS[n % len(VISITORS)]
+            )
+            assert response.status_code == 200, response.text
+            pids.add(response.json()["pid"])
+        # Nothing is sent while the server runs (flush_interval is an hour).
+        assert collector.messages() == []
+    # The server stopped with SIGTERM: each worker delivered its events as it exited.
+    messages = by_number(await collector.wait_for(REQUESTS))
+    assert [m["properties"]["n"] for m in messages] == list(range(REQUESTS))
+    for n, message in enumerate(messages):
+        assert context_of(message) == expected_context(n, port)
+    return pids
+
+
+async def test_gunicorn_workers_deliver_with_request_context(collector: LocalCollector) -> None:
+    """gunicorn, two sync workers: every event arrives with its request's context."""
+    port = free_port()
+    argv = ["gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}"]
+    await _exercise(collector, [*argv, "sites.djangosite:application"], port)
+
+
+async def test_uvicorn_asgi_delivers_with_request_context(collector: LocalCollector) -> None:
+    """uvicorn serving the ASGI app with its lifespan: sync views see the context; SIGTERM
+    (whose re-raise skips atexit) still delivers, through the lifespan shutdown."""
+    port = free_port()
+    argv = ["uvicorn", "--port", str(port), "--lifespan", "on", "--log-level", "warning"]
+    await _exercise(collector, [*argv, "sites.djangosite:asgi_application"], port)
