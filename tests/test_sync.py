@@ -234,7 +234,12 @@ async def test_client_made_before_fork_works_in_the_child(collector: LocalCollec
         pending = events.flush(timeout=10)
         stats = events.statistics()
         events.close()
-        return {"ids": ids, "pending": pending, "dropped": stats.dropped, "delivered": stats.delivered}
+        return {
+            "ids": ids,
+            "pending": pending,
+            "dropped": stats.dropped,
+            "delivered": stats.delivered,
+        }
 
     reported = await asyncio.to_thread(_fork_and_report, child)
     assert "raised" not in reported, reported
