@@ -66,3 +66,36 @@ async def _wait_until_up(
             if process.returncode is not None or loop.time() > deadline:
                 raise
             await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def redis_server(*, timeout: float = 30.0) -> AsyncIterator[str]:
+    """Debian's ``redis-server`` on a free port, no persistence; yields its URL."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        "redis-server",
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--save", "",
+        "--appendonly", "no",
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                if process.returncode is not None or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            break
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout)
