@@ -64,5 +64,5 @@ async def test_prefork_worker_delivers_task_events_with_task_context(
     assert os.getpid() not in pids
     messages = by_number(await collector.wait_for(TASKS))
     assert [m["properties"]["n"] for m in messages] == list(range(TASKS))
-    for message, result in zip(messages, results):
+    for message, result in zip(messages, results, strict=True):
         assert context_of(message) == {"task": {"name": "record", "id": result.id}}

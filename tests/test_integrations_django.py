@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from integration_support import by_number, context_of
+from integration_support import REQUESTS, VISITORS, by_number, context_of, expected_context
 from servers import free_port, serve
 
 from htevents_async._collector import LocalCollector
 
 pytest.importorskip("django")
 pytest.importorskip("gunicorn")
-
-VISITORS = [
-    {"User-Agent": "Firefox/128.0", "Referer": "https://ads.example/a", "Accept-Language": "de"},
-    {"User-Agent": "Safari/17.4", "Accept-Language": "pt-BR, pt;q=0.8"},
-    {"User-Agent": "curl/8.5.0", "Referer": "https://mail.example/"},
-]
-REQUESTS = 12
-
-
-def expected_context(n: int, port: int) -> dict[str, Any]:
-    """The context the middleware gives request number ``n``."""
-    visitor = VISITORS[n % len(VISITORS)]
-    page = {
-        "url": f"http://127.0.0.1:{port}/orders/{n}?src=t{n}",
-        "path": f"/orders/{n}",
-        "search": f"?src=t{n}",
-    }
-    if "Referer" in visitor:
-        page["referrer"] = visitor["Referer"]
-    context: dict[str, Any] = {"ip": "127.0.0.1", "userAgent": visitor["User-Agent"]}
-    if "Accept-Language" in visitor:
-        context["locale"] = visitor["Accept-Language"].split(",")[0]
-    context["page"] = page
-    return context
 
 
 async def _exercise(collector: LocalCollector, argv: list[str], port: int) -> set[int]:
