@@ -38,6 +38,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._batch import Entry
 from ._client import Client
+from ._errors import ClientClosedError
 
 __all__ = ["Runtime"]
 
@@ -115,8 +116,9 @@ class Runtime:
             try:
                 self._loop.call_soon_threadsafe(self._drain)
             except RuntimeError:
-                # The loop stopped (closed meanwhile): count it like the client would.
-                self._scheduled = False
+                # The loop has stopped: the client was closed while this call ran.
+                self._pending.clear()
+                raise ClientClosedError("the client is closed; create a new one") from None
 
     def _drain(self) -> None:
         if self._take_pending():

@@ -51,7 +51,7 @@ from typing import Any
 
 import anyio.to_thread
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings
+from django import conf as _conf  # never the lazy settings object itself, at import
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponseBase
 
@@ -68,7 +68,7 @@ _client: SyncClient | None = None
 
 
 def _settings() -> Mapping[str, Any]:
-    value = getattr(settings, "HTEVENTS", None)
+    value = getattr(_conf.settings, "HTEVENTS", None)
     if not isinstance(value, Mapping) or not isinstance(value.get("WRITE_KEY"), str):
         raise ImproperlyConfigured(
             "htevents_async: settings.HTEVENTS must be a dict with a WRITE_KEY string "
@@ -96,7 +96,7 @@ def _create() -> SyncClient:
 
 def request_context(request: HttpRequest) -> dict[str, Any]:
     """The ``context`` fields of one request: ip, userAgent, locale and page."""
-    include_ip = bool(getattr(settings, "HTEVENTS", {}).get("INCLUDE_IP", True))
+    include_ip = bool(getattr(_conf.settings, "HTEVENTS", {}).get("INCLUDE_IP", True))
     return environ_request_context(
         request.META, scheme=request.scheme or "http", path=request.path, include_ip=include_ip
     )
