@@ -16,6 +16,7 @@ import httpx
 from ._batch import Entry
 from ._client import Client, _check_message, _timeout_seconds
 from ._config import Config
+from ._context import current_context
 from ._errors import ClientClosedError, ClientStateError, DeliveryError, QueueFullError
 from ._hooks import Callback
 from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
@@ -87,6 +88,7 @@ class SyncClient:
         self._client = Client(write_key, config=config, http_client=http_client, **options)
         self._config = self._client.config
         self._encode = self._client._encoder.encode
+        self._encode_plain = self._client._encoder.encode_plain
         self._runtime: Runtime | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -124,6 +126,23 @@ class SyncClient:
         callback: Callback | None = None,
     ) -> str:
         """Record who the user is and what is known of them; returns the message id."""
+        if (
+            type(user_id) is str
+            and user_id
+            and type(traits) is dict
+            and anonymous_id is None
+            and context is None
+            and timestamp is None
+            and integrations is None
+            and message_id is None
+            and current_context() is None
+        ):
+            # The plain call Client.identify also encodes without a message object.
+            runtime = self._runtime or self._start()
+            message_id, data = self._encode_plain(
+                "identify", {"userId": user_id, "traits": traits}, "Identify"
+            )
+            return self._hand_over(runtime, message_id, data, callback)
         message = Identify(
             user_id=user_id,
             anonymous_id=anonymous_id,
@@ -149,6 +168,25 @@ class SyncClient:
         callback: Callback | None = None,
     ) -> str:
         """Record an action the user performed; returns the message id."""
+        if (
+            type(user_id) is str
+            and user_id
+            and type(event) is str
+            and event
+            and type(properties) is dict
+            and anonymous_id is None
+            and context is None
+            and timestamp is None
+            and integrations is None
+            and message_id is None
+            and current_context() is None
+        ):
+            # The plain call Client.track also encodes without a message object.
+            runtime = self._runtime or self._start()
+            message_id, data = self._encode_plain(
+                "track", {"userId": user_id, "event": event, "properties": properties}, "Track"
+            )
+            return self._hand_over(runtime, message_id, data, callback)
         message = Track(
             event=event,
             user_id=user_id,
@@ -277,10 +315,13 @@ class SyncClient:
     # -- the hand-over ---------------------------------------------------------------
 
     def _submit(self, message: Message, callback: Callback | None) -> str:
-        runtime = self._runtime
-        if runtime is None:
-            runtime = self._start()
+        runtime = self._runtime or self._start()
         message_id, data = self._encode(message)
+        return self._hand_over(runtime, message_id, data, callback)
+
+    def _hand_over(
+        self, runtime: Runtime, message_id: str, data: str, callback: Callback | None
+    ) -> str:
         admission = self._admission
         if admission is not None:
             if not admission.acquire(timeout=self._config.enqueue_timeout):
