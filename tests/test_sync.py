@@ -260,10 +260,12 @@ _UNCLOSED_SCRIPT = textwrap.dedent(
 
     events = htevents_async.SyncClient(
         "wk", host=sys.argv[1], flush_interval=3600, shutdown_timeout=float(sys.argv[2]),
-        request_timeout=600, max_batch_size=50,
+        request_timeout=600, max_batch_size=100,
     )
+    # About 1 KB an event: a full batch is big enough to be compressed off the loop.
+    padding = "x" * 1000
     for i in range(int(sys.argv[3])):
-        events.track(user_id="script", event="e", properties={"i": i})
+        events.track(user_id="script", event="e", properties={"i": i, "padding": padding})
     print("recorded", flush=True)
     """
 )
@@ -283,9 +285,14 @@ async def _run_script(*args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_unclosed_client_delivers_at_interpreter_exit(collector: LocalCollector) -> None:
-    """A script that never closes its client still delivers everything at exit."""
-    code, out, err = await _run_script(collector.url, "30", "120")
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_unclosed_client_delivers_at_interpreter_exit(
+    collector: LocalCollector, host: str
+) -> None:
+    """A script that never closes its client still delivers everything at exit, even when
+    the exit close must resolve a host name and compress large batches."""
+    url = collector.url.replace("127.0.0.1", host)
+    code, out, err = await _run_script(url, "30", "120")
     assert (code, out) == (0, "recorded\n"), err
     assert "Traceback" not in err, err
     messages = await collector.wait_for(120)
