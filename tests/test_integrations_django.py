@@ -33,9 +33,10 @@ async def _exercise(collector: LocalCollector, argv: list[str], port: int) -> se
 
 
 async def test_gunicorn_workers_deliver_with_request_context(collector: LocalCollector) -> None:
-    """gunicorn, two sync workers: every event arrives with its request's context."""
+    """gunicorn, two sync workers forked from a master that loaded the site (--preload):
+    every event arrives with its request's context."""
     port = free_port()
-    argv = ["gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}"]
+    argv = ["gunicorn", "--workers", "2", "--preload", "--bind", f"127.0.0.1:{port}"]
     await _exercise(collector, [*argv, "sites.djangosite:application"], port)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import sys
@@ -309,3 +310,18 @@ async def test_exit_with_a_dead_collector_stops_at_shutdown_timeout(silent_url: 
     assert "Traceback" not in err, err
     assert "dropped {'shutdown': 10}" in err
     assert elapsed < 60  # the request timeout is 600 s
+
+
+async def test_client_collected_unclosed_delivers(collector: LocalCollector) -> None:
+    """A client dropped without close() is closed as it is collected: its events arrive."""
+
+    def run() -> str:
+        events = sync_client(collector.url, flush_interval=3600)
+        message_id = events.track(user_id="u1", event="Forgotten")
+        del events
+        gc.collect()
+        return message_id
+
+    message_id = await asyncio.to_thread(run)
+    (message,) = await collector.wait_for(1)
+    assert message["messageId"] == message_id
