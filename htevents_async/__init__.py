@@ -43,6 +43,7 @@ from ._messages import Page as Page
 from ._messages import Screen as Screen
 from ._messages import Track as Track
 from ._stats import Statistics as Statistics
+from ._sync import SyncClient as SyncClient
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "Screen",
     "ShutdownError",
     "Statistics",
+    "SyncClient",
     "TLSVerificationError",
     "Track",
     "WrongEventLoopError",
