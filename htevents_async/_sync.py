@@ -13,13 +13,13 @@ from typing import Any, final
 
 import httpx
 
+from . import _frontend
 from ._batch import Entry
-from ._client import Client, _check_message, _timeout_seconds
+from ._client import Client, _timeout_seconds
 from ._config import Config
-from ._context import current_context
 from ._errors import ClientClosedError, ClientStateError, DeliveryError, QueueFullError
 from ._hooks import Callback
-from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
+from ._messages import Id, Message
 from ._portal import Runtime
 from ._stats import Statistics
 
@@ -87,8 +87,8 @@ class SyncClient:
         # The client validates the options now, in the caller's thread; it starts later.
         self._client = Client(write_key, config=config, http_client=http_client, **options)
         self._config = self._client.config
-        self._encode = self._client._encoder.encode
-        self._encode_plain = self._client._encoder.encode_plain
+        # The client's own encoder: its limits, and whatever it applies before encoding.
+        self._encoder = self._client._encoder
         self._runtime: Runtime | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -126,33 +126,18 @@ class SyncClient:
         callback: Callback | None = None,
     ) -> str:
         """Record who the user is and what is known of them; returns the message id."""
-        if (
-            type(user_id) is str
-            and user_id
-            and type(traits) is dict
-            and anonymous_id is None
-            and context is None
-            and timestamp is None
-            and integrations is None
-            and message_id is None
-            and current_context() is None
-        ):
-            # The plain call Client.identify also encodes without a message object.
-            runtime = self._runtime or self._start()
-            message_id, data = self._encode_plain(
-                "identify", {"userId": user_id, "traits": traits}, "Identify"
-            )
-            return self._hand_over(runtime, message_id, data, callback)
-        message = Identify(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            traits=traits,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        runtime = self._runtime or self._start()
+        message_id, data = _frontend.identify(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            traits,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        return self._submit(message, callback)
+        return self._hand_over(runtime, message_id, data, callback)
 
     def track(
         self,
@@ -168,36 +153,19 @@ class SyncClient:
         callback: Callback | None = None,
     ) -> str:
         """Record an action the user performed; returns the message id."""
-        if (
-            type(user_id) is str
-            and user_id
-            and type(event) is str
-            and event
-            and type(properties) is dict
-            and anonymous_id is None
-            and context is None
-            and timestamp is None
-            and integrations is None
-            and message_id is None
-            and current_context() is None
-        ):
-            # The plain call Client.track also encodes without a message object.
-            runtime = self._runtime or self._start()
-            message_id, data = self._encode_plain(
-                "track", {"userId": user_id, "event": event, "properties": properties}, "Track"
-            )
-            return self._hand_over(runtime, message_id, data, callback)
-        message = Track(
-            event=event,
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        runtime = self._runtime or self._start()
+        message_id, data = _frontend.track(
+            self._encoder,
+            event,
+            user_id,
+            anonymous_id,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        return self._submit(message, callback)
+        return self._hand_over(runtime, message_id, data, callback)
 
     def page(
         self,
@@ -214,18 +182,20 @@ class SyncClient:
         callback: Callback | None = None,
     ) -> str:
         """Record a web page view; returns the message id."""
-        message = Page(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            name=name,
-            category=category,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        runtime = self._runtime or self._start()
+        message_id, data = _frontend.page(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            name,
+            category,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        return self._submit(message, callback)
+        return self._hand_over(runtime, message_id, data, callback)
 
     def screen(
         self,
@@ -242,18 +212,20 @@ class SyncClient:
         callback: Callback | None = None,
     ) -> str:
         """Record a mobile or desktop screen view; returns the message id."""
-        message = Screen(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            name=name,
-            category=category,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        runtime = self._runtime or self._start()
+        message_id, data = _frontend.screen(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            name,
+            category,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        return self._submit(message, callback)
+        return self._hand_over(runtime, message_id, data, callback)
 
     def group(
         self,
@@ -269,17 +241,19 @@ class SyncClient:
         callback: Callback | None = None,
     ) -> str:
         """Record that the user belongs to a group (company, team, account); returns the id."""
-        message = Group(
-            group_id=group_id,
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            traits=traits,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        runtime = self._runtime or self._start()
+        message_id, data = _frontend.group(
+            self._encoder,
+            group_id,
+            user_id,
+            anonymous_id,
+            traits,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        return self._submit(message, callback)
+        return self._hand_over(runtime, message_id, data, callback)
 
     def alias(
         self,
@@ -293,15 +267,11 @@ class SyncClient:
         callback: Callback | None = None,
     ) -> str:
         """Record that ``previous_id`` and ``user_id`` are the same person; returns the id."""
-        message = Alias(
-            previous_id=previous_id,
-            user_id=user_id,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        runtime = self._runtime or self._start()
+        message_id, data = _frontend.alias(
+            self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
         )
-        return self._submit(message, callback)
+        return self._hand_over(runtime, message_id, data, callback)
 
     def enqueue(self, message: Message, *, callback: Callback | None = None) -> str:
         """Record a prepared message (:class:`Track`, :class:`Identify`, …); returns its id.
@@ -309,15 +279,12 @@ class SyncClient:
         ``callback(message_id, error)`` is called once with the outcome, on the
         client's thread: ``error`` is ``None`` when the collector accepted the event.
         """
-        _check_message(message)
-        return self._submit(message, callback)
+        _frontend.check_message(message)
+        runtime = self._runtime or self._start()
+        message_id, data = self._encoder.encode(message)
+        return self._hand_over(runtime, message_id, data, callback)
 
     # -- the hand-over ---------------------------------------------------------------
-
-    def _submit(self, message: Message, callback: Callback | None) -> str:
-        runtime = self._runtime or self._start()
-        message_id, data = self._encode(message)
-        return self._hand_over(runtime, message_id, data, callback)
 
     def _hand_over(
         self, runtime: Runtime, message_id: str, data: str, callback: Callback | None
