@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import decimal
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -262,3 +263,32 @@ async def test_wire_values_ids_decimals_and_naive_datetimes(
     assert b'"properties":{"p":12345678901234567890.5}' in body
     assert b'"traits":{"q":-0.10}' in body
     assert json.loads(body)["batch"][1]["traits"]["q"] == -0.1
+
+
+async def test_an_outage_is_logged_while_it_happens_and_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A WARNING at the first failed attempt names the URL and the error; another when the
+    collector answers again. Neither carries the write key."""
+    caplog.set_level(logging.WARNING, logger="htevents_async")
+    async with FaultServer(start_down=True) as server:
+        async with Client(WRITE_KEY, host=server.url, **FAST) as client:
+            await client.track(user_id="1", event="e")
+            await eventually(lambda: client.statistics().attempts >= 2, what="failed attempts")
+            [down] = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+            assert f"collector at {server.url}/v1/batch unreachable (ConnectError" in down
+            await server.up()
+            assert await client.flush(timeout=10) == 0
+        [back] = [r.getMessage() for r in caplog.records if "answering again" in r.getMessage()]
+    assert "after" in back
+    assert all(WRITE_KEY not in r.getMessage() for r in caplog.records)
+
+
+async def test_disable_closes_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Events dropped by disable=True were asked for: the close line is DEBUG, not WARNING."""
+    caplog.set_level(logging.DEBUG, logger="htevents_async")
+    async with Client(WRITE_KEY, disable=True) as client:
+        await client.track(user_id="1", event="e")
+    assert client.statistics().dropped == {"disabled": 1}
+    closing = [r for r in caplog.records if "closed;" in r.getMessage()]
+    assert [r.levelno for r in closing] == [logging.DEBUG]
