@@ -44,6 +44,7 @@ from ._messages import Screen as Screen
 from ._messages import Track as Track
 from ._plugins import BeforeSend as BeforeSend
 from ._stats import Statistics as Statistics
+from ._sync import SyncClient as SyncClient
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "Screen",
     "ShutdownError",
     "Statistics",
+    "SyncClient",
     "TLSVerificationError",
     "Track",
     "WrongEventLoopError",

@@ -21,10 +21,10 @@ import anyio
 import attrs
 import httpx
 
+from . import _frontend
 from ._batch import Batch, Entry, envelope_size
 from ._batcher import Batcher, drop_entries
 from ._config import Config
-from ._context import current_context
 from ._encoding import Encoder
 from ._errors import (
     ClientClosedError,
@@ -37,7 +37,7 @@ from ._errors import (
 )
 from ._hooks import Callback, HookRunner
 from ._logging import RateLimitedLog, logger
-from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
+from ._messages import Id, Message
 from ._plugins import Dropped, Pipeline
 from ._retry import is_retryable_status
 from ._stats import Counters, Statistics
@@ -64,14 +64,6 @@ def _timeout_seconds(method: str, timeout: float | dt.timedelta | None, default:
         # NaN fails the comparison too.
         raise ValueError(f"{method}() timeout must be a number of seconds >= 0, got {timeout!r}")
     return float(seconds)
-
-
-def _check_message(message: object) -> None:
-    if not isinstance(message, Message) or type(message) is Message:
-        raise TypeError(
-            "expected an Identify, Track, Page, Screen, Group or Alias message, "
-            f"got {type(message).__name__}"
-        )
 
 
 def _bind(callback: Callback | None, message_id: str) -> Any:
@@ -162,14 +154,13 @@ class Client:
         # yields before it records its own event.
         self._yield_due = False
         self._write_key = write_key
-        self._encoder = Encoder(config.max_message_bytes)
         # Chosen once: with before_send plugins every call, the plain ones included,
         # goes through them; without, the calls encode as they always have.
-        encoder: Encoder | Pipeline = self._encoder
-        if config.before_send:
-            encoder = Pipeline(config.before_send, config.max_message_bytes)
-        self._encode = encoder.encode
-        self._encode_plain = encoder.encode_plain
+        self._encoder: Encoder = (
+            Pipeline(config.before_send, config.max_message_bytes)
+            if config.before_send
+            else Encoder(config.max_message_bytes)
+        )
         self._counters = Counters()
         # For integrations (metrics): called on the loop with every request attempt, and
         # the context the flusher task starts in, so its requests can be told apart.
@@ -216,31 +207,20 @@ class Client:
         """Record who the user is and what is known of them; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        if (
-            type(user_id) is str
-            and user_id
-            and type(traits) is dict
-            and anonymous_id is None
-            and context is None
-            and timestamp is None
-            and integrations is None
-            and message_id is None
-            and current_context() is None
-        ):
-            message_id, follow_up = self._submit_plain(
-                "identify", {"userId": user_id, "traits": traits}, "Identify", callback
+        try:
+            message_id, data = _frontend.identify(
+                self._encoder,
+                user_id,
+                anonymous_id,
+                traits,
+                context,
+                timestamp,
+                integrations,
+                message_id,
             )
-        else:
-            message = Identify(
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                traits=traits,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
-            message_id, follow_up = self._submit(message, callback)
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -261,37 +241,21 @@ class Client:
         """Record an action the user performed; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        if (
-            type(user_id) is str
-            and user_id
-            and type(event) is str
-            and event
-            and type(properties) is dict
-            and anonymous_id is None
-            and context is None
-            and timestamp is None
-            and integrations is None
-            and message_id is None
-            and current_context() is None
-        ):
-            message_id, follow_up = self._submit_plain(
-                "track",
-                {"userId": user_id, "event": event, "properties": properties},
-                "Track",
-                callback,
+        try:
+            message_id, data = _frontend.track(
+                self._encoder,
+                event,
+                user_id,
+                anonymous_id,
+                properties,
+                context,
+                timestamp,
+                integrations,
+                message_id,
             )
-        else:
-            message = Track(
-                event=event,
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                properties=properties,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
-            message_id, follow_up = self._submit(message, callback)
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -313,18 +277,22 @@ class Client:
         """Record a web page view; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        message = Page(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            name=name,
-            category=category,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
-        )
-        message_id, follow_up = self._submit(message, callback)
+        try:
+            message_id, data = _frontend.page(
+                self._encoder,
+                user_id,
+                anonymous_id,
+                name,
+                category,
+                properties,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -346,18 +314,22 @@ class Client:
         """Record a mobile or desktop screen view; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        message = Screen(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            name=name,
-            category=category,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
-        )
-        message_id, follow_up = self._submit(message, callback)
+        try:
+            message_id, data = _frontend.screen(
+                self._encoder,
+                user_id,
+                anonymous_id,
+                name,
+                category,
+                properties,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -378,17 +350,21 @@ class Client:
         """Record that the user belongs to a group (company, team, account); returns the id."""
         if self._yield_due:
             await self._take_turn()
-        message = Group(
-            group_id=group_id,
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            traits=traits,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
-        )
-        message_id, follow_up = self._submit(message, callback)
+        try:
+            message_id, data = _frontend.group(
+                self._encoder,
+                group_id,
+                user_id,
+                anonymous_id,
+                traits,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -407,15 +383,13 @@ class Client:
         """Record that ``previous_id`` and ``user_id`` are the same person; returns the id."""
         if self._yield_due:
             await self._take_turn()
-        message = Alias(
-            previous_id=previous_id,
-            user_id=user_id,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
-        )
-        message_id, follow_up = self._submit(message, callback)
+        try:
+            message_id, data = _frontend.alias(
+                self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
+            )
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -426,10 +400,14 @@ class Client:
         ``callback(message_id, error)`` is called once with the outcome: ``error``
         is ``None`` when the collector accepted the event.
         """
-        _check_message(message)
+        _frontend.check_message(message)
         if self._yield_due:
             await self._take_turn()
-        message_id, follow_up = self._submit(message, callback)
+        try:
+            message_id, data = self._encoder.encode(message)
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -452,9 +430,9 @@ class Client:
                 "the client has not started: enter `async with client` (or await any of "
                 "its methods) on its event loop before enqueue_threadsafe()"
             )
-        _check_message(message)
+        _frontend.check_message(message)
         try:
-            message_id, data = self._encode(message)
+            message_id, data = self._encoder.encode(message)
         except Dropped as dropped:
             handed: tuple[Any, ...] = (self._drop_filtered, dropped, callback)
             message_id = dropped.message_id
@@ -468,39 +446,14 @@ class Client:
 
     # -- the enqueue path ----------------------------------------------------------
 
-    def _submit(
-        self, message: Message, callback: Callback | None
-    ) -> tuple[str, Coroutine[Any, Any, None] | None]:
-        """Encode and queue ``message``; returns its id, and what the caller must await, if
-        anything: the wait for room (``overflow="wait"``)."""
-        batcher = self._batcher
-        if batcher is None or asyncio.get_running_loop() is not self._loop:
-            batcher = self._start()
-        try:
-            message_id, data = self._encode(message)
-        except Dropped as dropped:
-            self._drop_filtered(dropped, callback)
-            return dropped.message_id, None
-        return message_id, self._queue(batcher, message_id, data, callback)
-
-    def _submit_plain(
-        self, type_name: str, fields: dict[str, Any], owner: str, callback: Callback | None
-    ) -> tuple[str, Coroutine[Any, Any, None] | None]:
-        """:meth:`_submit` for a call the method checked to be plain (see
-        :meth:`Encoder.encode_plain`), without building a message object."""
-        batcher = self._batcher
-        if batcher is None or asyncio.get_running_loop() is not self._loop:
-            batcher = self._start()
-        try:
-            message_id, data = self._encode_plain(type_name, fields, owner)
-        except Dropped as dropped:
-            self._drop_filtered(dropped, callback)
-            return dropped.message_id, None
-        return message_id, self._queue(batcher, message_id, data, callback)
-
-    def _queue(
-        self, batcher: Batcher | None, message_id: str, data: str, callback: Callback | None
+    def _accept(
+        self, message_id: str, data: str, callback: Callback | None
     ) -> Coroutine[Any, Any, None] | None:
+        """Queue an encoded event; returns what the caller must await, if anything: the
+        wait for room (``overflow="wait"``)."""
+        batcher = self._batcher
+        if batcher is None or asyncio.get_running_loop() is not self._loop:
+            batcher = self._start()
         entry: Entry = (data, None if callback is None else partial(callback, message_id))
         if batcher is None:  # disabled: validated and encoded, then dropped by design
             self._counters.accepted += 1
@@ -569,7 +522,7 @@ class Client:
             )
         self._counters.accepted += 1
 
-    def _drop_filtered(self, dropped: Dropped, callback: Callback | None) -> None:
+    def _drop_filtered(self, dropped: Dropped, callback: Callback | None) -> str:
         """Runs on the loop: account for an event a ``before_send`` plugin dropped."""
         self._counters.accepted += 1
         self._counters.drop(dropped.reason)
@@ -580,6 +533,18 @@ class Client:
         if callback is not None:
             error = DroppedError(dropped.reason)
             self._hooks.call("callback", callback, dropped.message_id, error)
+        return dropped.message_id
+
+    def _drop_filtered_threadsafe(self, dropped: Dropped, callback: Callback | None) -> str:
+        """:meth:`_drop_filtered` from another thread (``SyncClient``): done on the loop."""
+        loop = self._loop
+        if loop is None:
+            raise ClientStateError("the client has not started")
+        try:
+            loop.call_soon_threadsafe(self._drop_filtered, dropped, callback)
+        except RuntimeError:
+            raise ClientClosedError("the client's event loop is closed") from None
+        return dropped.message_id
 
     def _accept_handed_over(self, entry: Entry) -> None:
         """Runs on the loop: queue an entry encoded in another thread."""

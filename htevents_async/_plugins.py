@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 from ._context import current_context
 from ._encoding import (
     LIBRARY,
+    Encoder,
     _plain_encode,
     _splice_decimals,
     _to_json,
@@ -112,20 +113,20 @@ def _copy(value: Any) -> Any:
     return value
 
 
-class Pipeline:
-    """Runs a client's plugins on each event and encodes what they return.
+class Pipeline(Encoder):
+    """An :class:`~htevents_async._encoding.Encoder` that runs a client's plugins on
+    each event first, then encodes what they return.
 
-    :meth:`encode` and :meth:`encode_plain` stand in for the
-    :class:`~htevents_async._encoding.Encoder` methods of the same names; a
+    Both front ends use it in place of the plain encoder when plugins are set; a
     dropped event raises :class:`Dropped` instead of returning.
     """
 
-    __slots__ = ("_log", "_max_bytes", "_names", "_plugins")
+    __slots__ = ("_log", "_names", "_plugins")
 
     def __init__(self, plugins: tuple[BeforeSend, ...], max_message_bytes: int) -> None:
+        super().__init__(max_message_bytes)
         self._plugins = plugins
         self._names = tuple(plugin_name(plugin) for plugin in plugins)
-        self._max_bytes = max_message_bytes
         self._log = RateLimitedLog()
 
     def encode(self, message: Message) -> tuple[str, str]:

@@ -338,3 +338,33 @@ def test_plain_calls_through_an_identity_plugin_match_the_fast_path() -> None:
         expected.pop(key)
     assert got == expected
     assert list(json.loads(piped)) == list(json.loads(fast))  # the same key order
+
+
+async def test_plugins_apply_to_sync_client(collector: LocalCollector) -> None:
+    """SyncClient runs the same plugins in the calling thread; drops are counted and reported."""
+    from htevents_async import SyncClient
+
+    outcomes: list[DeliveryError | None] = []
+
+    def record() -> tuple[str, Any]:
+        chain = [plugins.drop_events({"Heartbeat"}), plugins.add_context(app={"name": "shop"})]
+        with SyncClient(WRITE_KEY, host=collector.url, before_send=chain, **FAST) as events:
+            kept = events.track(user_id="u", event="Signed up", properties={})
+            events.track(
+                user_id="u",
+                event="Heartbeat",
+                properties={},
+                callback=lambda _id, error: outcomes.append(error),
+            )
+            events.enqueue(Track(user_id="u", event="Heartbeat"))
+            assert events.flush() == 0
+            return kept, events.statistics()
+
+    kept, stats = await asyncio.to_thread(record)
+    [received] = collector.messages()
+    assert received["messageId"] == kept
+    assert received["context"]["app"] == {"name": "shop"}
+    assert stats.dropped == {"filtered": 2}
+    assert_accounted(stats)
+    await eventually(lambda: bool(outcomes), what="the callback")
+    assert isinstance(outcomes[0], DroppedError)
