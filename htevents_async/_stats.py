@@ -20,7 +20,8 @@ class Statistics:
     """
 
     accepted: int
-    """Events that passed validation and encoding."""
+    """Events that passed validation and encoding, and events a ``before_send``
+    plugin dropped (counted in :attr:`dropped` too)."""
     queued: int
     """Events waiting in the queue."""
     in_flight: int
