@@ -165,9 +165,26 @@ async def test_two_clients_are_told_apart_by_name(collector: LocalCollector) -> 
     assert await metrics.value(accepted, **{"htevents.client.name": "b"}) == 2
 
 
+async def test_a_sync_client(collector: LocalCollector) -> None:
+    """A SyncClient reports through the client behind it."""
+    from htevents_async import SyncClient
+
+    metrics = Metrics()
+
+    def record() -> None:
+        with SyncClient(WRITE_KEY, host=collector.url, **FAST) as events:
+            instrument(events, meter_provider=metrics.provider)
+            for _ in range(5):
+                events.track(user_id="u", event="e")
+            assert events.flush() == 0
+
+    await asyncio.to_thread(record)
+    assert await metrics.value("htevents.client.events.delivered") == 5
+
+
 def test_instrument_needs_a_client() -> None:
     """Anything else is a TypeError."""
-    with pytest.raises(TypeError, match=r"needs an htevents_async\.Client"):
+    with pytest.raises(TypeError, match=r"needs an htevents_async\.Client or SyncClient"):
         instrument(object())  # type: ignore[arg-type]
 
 

@@ -60,6 +60,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from .._client import Client
 from .._retry import is_success
 from .._stats import Statistics
+from .._sync import SyncClient
 from .._transport import Attempt
 from .._version import __version__
 
@@ -207,16 +208,24 @@ def _instruments_for(provider: MeterProvider) -> _Instruments:
 
 
 def instrument(
-    client: Client, *, meter_provider: MeterProvider | None = None, name: str = "default"
+    client: Client | SyncClient,
+    *,
+    meter_provider: MeterProvider | None = None,
+    name: str = "default",
 ) -> None:
-    """Report ``client``'s figures as OpenTelemetry metrics (see the module docs).
+    """Report ``client``'s figures (a :class:`Client` or a :class:`SyncClient`) as
+    OpenTelemetry metrics (see the module docs).
 
     ``meter_provider`` defaults to the global one (``metrics.get_meter_provider()``).
     ``name`` tells several clients apart in the ``htevents.client.name`` attribute.
     Calling it again for the same client and provider changes nothing but the name.
     """
+    if isinstance(client, SyncClient):
+        client = client._client  # the engine behind it
     if not isinstance(client, Client):
-        raise TypeError(f"instrument() needs an htevents_async.Client, got {client!r}")
+        raise TypeError(
+            f"instrument() needs an htevents_async.Client or SyncClient, got {client!r}"
+        )
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     instruments = _instruments_for(provider)
     host = urlsplit(client.config.url).hostname or ""
