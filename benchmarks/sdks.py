@@ -7,7 +7,7 @@ no shared wrapper adds a function call per event to some SDKs and not to others.
 
 Queues are sized so that nothing is dropped (``Settings.max_queue``), batches hold 100
 events wherever that is configurable, and the flush interval is 0.5 s (the Python
-peers' default) so that no SDK waits for a timer the others do not. With
+Segment-lineage peers' default) so that no SDK waits for a timer the others do not. With
 ``Settings.defaults`` an adapter passes only the host, the write key and the queue size,
 and every other option keeps the SDK's own default (batch size, flush interval,
 compression, concurrency).
