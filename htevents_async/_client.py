@@ -207,19 +207,16 @@ class Client:
         """Record who the user is and what is known of them; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        try:
-            message_id, data = _frontend.identify(
-                self._encoder,
-                user_id,
-                anonymous_id,
-                traits,
-                context,
-                timestamp,
-                integrations,
-                message_id,
-            )
-        except Dropped as dropped:
-            return self._drop_filtered(dropped, callback)
+        message_id, data = _frontend.identify(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            traits,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -241,20 +238,17 @@ class Client:
         """Record an action the user performed; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        try:
-            message_id, data = _frontend.track(
-                self._encoder,
-                event,
-                user_id,
-                anonymous_id,
-                properties,
-                context,
-                timestamp,
-                integrations,
-                message_id,
-            )
-        except Dropped as dropped:
-            return self._drop_filtered(dropped, callback)
+        message_id, data = _frontend.track(
+            self._encoder,
+            event,
+            user_id,
+            anonymous_id,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -277,21 +271,18 @@ class Client:
         """Record a web page view; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        try:
-            message_id, data = _frontend.page(
-                self._encoder,
-                user_id,
-                anonymous_id,
-                name,
-                category,
-                properties,
-                context,
-                timestamp,
-                integrations,
-                message_id,
-            )
-        except Dropped as dropped:
-            return self._drop_filtered(dropped, callback)
+        message_id, data = _frontend.page(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            name,
+            category,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -314,21 +305,18 @@ class Client:
         """Record a mobile or desktop screen view; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        try:
-            message_id, data = _frontend.screen(
-                self._encoder,
-                user_id,
-                anonymous_id,
-                name,
-                category,
-                properties,
-                context,
-                timestamp,
-                integrations,
-                message_id,
-            )
-        except Dropped as dropped:
-            return self._drop_filtered(dropped, callback)
+        message_id, data = _frontend.screen(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            name,
+            category,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -350,20 +338,17 @@ class Client:
         """Record that the user belongs to a group (company, team, account); returns the id."""
         if self._yield_due:
             await self._take_turn()
-        try:
-            message_id, data = _frontend.group(
-                self._encoder,
-                group_id,
-                user_id,
-                anonymous_id,
-                traits,
-                context,
-                timestamp,
-                integrations,
-                message_id,
-            )
-        except Dropped as dropped:
-            return self._drop_filtered(dropped, callback)
+        message_id, data = _frontend.group(
+            self._encoder,
+            group_id,
+            user_id,
+            anonymous_id,
+            traits,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -383,12 +368,9 @@ class Client:
         """Record that ``previous_id`` and ``user_id`` are the same person; returns the id."""
         if self._yield_due:
             await self._take_turn()
-        try:
-            message_id, data = _frontend.alias(
-                self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
-            )
-        except Dropped as dropped:
-            return self._drop_filtered(dropped, callback)
+        message_id, data = _frontend.alias(
+            self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
+        )
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -403,10 +385,7 @@ class Client:
         _frontend.check_message(message)
         if self._yield_due:
             await self._take_turn()
-        try:
-            message_id, data = self._encoder.encode(message)
-        except Dropped as dropped:
-            return self._drop_filtered(dropped, callback)
+        message_id, data = _frontend.encode_message(self._encoder, message)
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -431,11 +410,10 @@ class Client:
                 "its methods) on its event loop before enqueue_threadsafe()"
             )
         _frontend.check_message(message)
-        try:
-            message_id, data = self._encoder.encode(message)
-        except Dropped as dropped:
-            handed: tuple[Any, ...] = (self._drop_filtered, dropped, callback)
-            message_id = dropped.message_id
+        message_id, data = _frontend.encode_message(self._encoder, message)
+        handed: tuple[Any, ...]
+        if isinstance(data, Dropped):
+            handed = (self._drop_filtered, data, callback)
         else:
             handed = (self._accept_handed_over, (data, _bind(callback, message_id)))
         try:
@@ -447,13 +425,16 @@ class Client:
     # -- the enqueue path ----------------------------------------------------------
 
     def _accept(
-        self, message_id: str, data: str, callback: Callback | None
+        self, message_id: str, data: str | Dropped, callback: Callback | None
     ) -> Coroutine[Any, Any, None] | None:
         """Queue an encoded event; returns what the caller must await, if anything: the
         wait for room (``overflow="wait"``)."""
         batcher = self._batcher
         if batcher is None or asyncio.get_running_loop() is not self._loop:
             batcher = self._start()
+        if isinstance(data, Dropped):  # a before_send plugin dropped it
+            self._drop_filtered(data, callback)
+            return None
         entry: Entry = (data, None if callback is None else partial(callback, message_id))
         if batcher is None:  # disabled: validated and encoded, then dropped by design
             self._counters.accepted += 1

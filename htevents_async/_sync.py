@@ -128,19 +128,16 @@ class SyncClient:
     ) -> str:
         """Record who the user is and what is known of them; returns the message id."""
         runtime = self._runtime or self._start()
-        try:
-            message_id, data = _frontend.identify(
-                self._encoder,
-                user_id,
-                anonymous_id,
-                traits,
-                context,
-                timestamp,
-                integrations,
-                message_id,
-            )
-        except Dropped as dropped:
-            return self._client._drop_filtered_threadsafe(dropped, callback)
+        message_id, data = _frontend.identify(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            traits,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
         return self._hand_over(runtime, message_id, data, callback)
 
     def track(
@@ -158,20 +155,17 @@ class SyncClient:
     ) -> str:
         """Record an action the user performed; returns the message id."""
         runtime = self._runtime or self._start()
-        try:
-            message_id, data = _frontend.track(
-                self._encoder,
-                event,
-                user_id,
-                anonymous_id,
-                properties,
-                context,
-                timestamp,
-                integrations,
-                message_id,
-            )
-        except Dropped as dropped:
-            return self._client._drop_filtered_threadsafe(dropped, callback)
+        message_id, data = _frontend.track(
+            self._encoder,
+            event,
+            user_id,
+            anonymous_id,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
         return self._hand_over(runtime, message_id, data, callback)
 
     def page(
@@ -190,21 +184,18 @@ class SyncClient:
     ) -> str:
         """Record a web page view; returns the message id."""
         runtime = self._runtime or self._start()
-        try:
-            message_id, data = _frontend.page(
-                self._encoder,
-                user_id,
-                anonymous_id,
-                name,
-                category,
-                properties,
-                context,
-                timestamp,
-                integrations,
-                message_id,
-            )
-        except Dropped as dropped:
-            return self._client._drop_filtered_threadsafe(dropped, callback)
+        message_id, data = _frontend.page(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            name,
+            category,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
         return self._hand_over(runtime, message_id, data, callback)
 
     def screen(
@@ -223,21 +214,18 @@ class SyncClient:
     ) -> str:
         """Record a mobile or desktop screen view; returns the message id."""
         runtime = self._runtime or self._start()
-        try:
-            message_id, data = _frontend.screen(
-                self._encoder,
-                user_id,
-                anonymous_id,
-                name,
-                category,
-                properties,
-                context,
-                timestamp,
-                integrations,
-                message_id,
-            )
-        except Dropped as dropped:
-            return self._client._drop_filtered_threadsafe(dropped, callback)
+        message_id, data = _frontend.screen(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            name,
+            category,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
         return self._hand_over(runtime, message_id, data, callback)
 
     def group(
@@ -255,20 +243,17 @@ class SyncClient:
     ) -> str:
         """Record that the user belongs to a group (company, team, account); returns the id."""
         runtime = self._runtime or self._start()
-        try:
-            message_id, data = _frontend.group(
-                self._encoder,
-                group_id,
-                user_id,
-                anonymous_id,
-                traits,
-                context,
-                timestamp,
-                integrations,
-                message_id,
-            )
-        except Dropped as dropped:
-            return self._client._drop_filtered_threadsafe(dropped, callback)
+        message_id, data = _frontend.group(
+            self._encoder,
+            group_id,
+            user_id,
+            anonymous_id,
+            traits,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
         return self._hand_over(runtime, message_id, data, callback)
 
     def alias(
@@ -284,12 +269,9 @@ class SyncClient:
     ) -> str:
         """Record that ``previous_id`` and ``user_id`` are the same person; returns the id."""
         runtime = self._runtime or self._start()
-        try:
-            message_id, data = _frontend.alias(
-                self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
-            )
-        except Dropped as dropped:
-            return self._client._drop_filtered_threadsafe(dropped, callback)
+        message_id, data = _frontend.alias(
+            self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
+        )
         return self._hand_over(runtime, message_id, data, callback)
 
     def enqueue(self, message: Message, *, callback: Callback | None = None) -> str:
@@ -300,17 +282,16 @@ class SyncClient:
         """
         _frontend.check_message(message)
         runtime = self._runtime or self._start()
-        try:
-            message_id, data = self._encoder.encode(message)
-        except Dropped as dropped:
-            return self._client._drop_filtered_threadsafe(dropped, callback)
+        message_id, data = _frontend.encode_message(self._encoder, message)
         return self._hand_over(runtime, message_id, data, callback)
 
     # -- the hand-over ---------------------------------------------------------------
 
     def _hand_over(
-        self, runtime: Runtime, message_id: str, data: str, callback: Callback | None
+        self, runtime: Runtime, message_id: str, data: str | Dropped, callback: Callback | None
     ) -> str:
+        if isinstance(data, Dropped):  # a before_send plugin dropped it
+            return self._client._drop_filtered_threadsafe(data, callback)
         admission = self._admission
         if admission is not None:
             if not admission.acquire(timeout=self._config.enqueue_timeout):
