@@ -216,7 +216,7 @@ class SqliteStore:
         if self._broken or len(seqs) < len(batch):
             return Disposition.FAILED
         if isinstance(error, RetriesExhaustedError):
-            for entry, seq in zip(batch, seqs):
+            for entry, seq in zip(batch, seqs, strict=False):
                 if entry[1] is not None:
                     self._callbacks[seq] = entry[1]
             self._writer.submit(_retry_later(seqs, self._backoff))
@@ -259,7 +259,10 @@ class SqliteStore:
             self._progress.clear()
             left = await flush(max(deadline - loop.time(), 0.0))
             backlog = self._counters.spooled
-            if (not left and not backlog) or self._broken or loop.time() >= deadline:
+            # Events the refill queued during that flush were not part of its target.
+            if (not left and not backlog and not self._progress.is_set()) or self._broken:
+                return left + backlog
+            if loop.time() >= deadline:
                 return left + backlog
             if not backlog:
                 continue
@@ -275,10 +278,8 @@ class SqliteStore:
             return max(target - self._hwm, 0)
         future: asyncio.Future[None] = self._loop.create_future()
         self._commit_waiters.append((target, future))
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
-            pass
         return max(target - self._hwm, 0)
 
     async def aclose(self, timeout: float) -> None:
@@ -390,7 +391,5 @@ class SqliteStore:
                 continue
             # Nothing ready: sleep until the first backoff ends, or new work arrives.
             wait = 1.0 if ready is None else min(max(ready - time.time(), 0.0), 1.0)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._backlog.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
