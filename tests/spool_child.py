@@ -52,7 +52,11 @@ async def _record(client: Client, count: int, prefix: str, start: int = 0) -> No
 
 
 async def main(mode: str, directory: str, url: str, count: int, prefix: str) -> None:
-    client = Client(WRITE_KEY, host=url, spool=directory, **OPTIONS)
+    options = dict(OPTIONS)
+    if mode == "outage":
+        # A small window in memory: the backlog lives on disk.
+        options.update(max_queue_size=2_000, max_batch_size=500)
+    client = Client(WRITE_KEY, host=url, spool=directory, **options)
     async with client:
         if mode == "commit-kill":
             await _record(client, count, prefix)

@@ -53,11 +53,17 @@ def _ids(seqs: Sequence[int]) -> str:
     return json.dumps(list(seqs))
 
 
-def _read_page(limit: int) -> Callable[[sqlite3.Connection], tuple[list[Any], float | None]]:
+def _read_page(
+    limit: int, retried_only: bool
+) -> Callable[[sqlite3.Connection], tuple[list[Any], float | None]]:
+    # During an outage only events whose backoff ended go out, as probes; the rest of
+    # the backlog waits for a success instead of churning through failed attempts.
+    floor = "0 < not_before AND " if retried_only else ""
+
     def op(conn: sqlite3.Connection) -> tuple[list[Any], float | None]:
         rows = conn.execute(
             "SELECT seq, body FROM events INDEXED BY events_waiting "
-            "WHERE lease = 0 AND not_before <= ? ORDER BY not_before, seq LIMIT ?",
+            f"WHERE lease = 0 AND {floor}not_before <= ? ORDER BY not_before, seq LIMIT ?",
             (time.time(), limit),
         ).fetchall()
         if rows:
@@ -65,7 +71,9 @@ def _read_page(limit: int) -> Callable[[sqlite3.Connection], tuple[list[Any], fl
                 "UPDATE events SET lease = 1 WHERE seq IN (SELECT value FROM json_each(?))",
                 (_ids([row[0] for row in rows]),),
             )
-        ready = conn.execute("SELECT MIN(not_before) FROM events WHERE lease = 0").fetchone()[0]
+        ready = conn.execute(
+            f"SELECT MIN(not_before) FROM events WHERE lease = 0 AND {floor}1"
+        ).fetchone()[0]
         return rows, ready
 
     return op
@@ -380,7 +388,7 @@ class SqliteStore:
                 continue
             self._backlog.clear()
             try:
-                rows, ready = await self._writer.submit(_read_page(min(space, PAGE)))
+                rows, ready = await self._writer.submit(_read_page(min(space, PAGE), self._waiting))
             except Exception:
                 await asyncio.sleep(POLL)
                 continue
