@@ -87,7 +87,13 @@ def scenarios(fail_every: int) -> list[Scenario]:
         # Compression is compared at one N, off then on, next to each other in time.
         Scenario("gzip-off", "throughput", "n_small", gzip_only=True),
         Scenario("gzip", "throughput", "n_small", gzip=True, gzip_only=True),
+        # The durable spool against the same client without it, next to each other in time.
+        Scenario("spool", "throughput", "n", only=SPOOL_PAIR),
+        Scenario("spool-eventloop", "eventloop", "n", only=SPOOL_PAIR),
     ]
+
+
+SPOOL_PAIR = ("htevents_async", "htevents_async_spool")
 
 
 class CollectorClient:
@@ -584,9 +590,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenarios",
-        default="throughput,backlog,eventloop,fault,sustained,sustained-fault,gzip-off,gzip",
+        default="throughput,backlog,eventloop,fault,sustained,sustained-fault,gzip-off,gzip,"
+        "spool,spool-eventloop",
         help="comma-separated subset of: throughput, backlog, eventloop, fault, sustained, "
-        "sustained-fault, gzip-off, gzip",
+        "sustained-fault, gzip-off, gzip, spool, spool-eventloop",
     )
     parser.add_argument(
         "--n", type=int, help="track calls per run (default 100,000; --quick: 2,000)"
@@ -662,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     if scenario.only and adapter.name not in scenario.only:
                         continue
+                    if adapter.opt_in and adapter.name not in scenario.only:
+                        continue
                     record = run_one(
                         python=python,
                         adapter=adapter,
@@ -684,6 +693,9 @@ def main(argv: list[str] | None = None) -> int:
     target_table = targets(runs, adapters, args.reps)
     if target_table:
         report += f"\n### Targets for htevents-async (issue #4)\n\n{target_table}\n"
+    spool = spool_table(runs, args.reps)
+    if spool:
+        report += f"\n### The durable spool against the same client without it\n\n{spool}\n"
     elapsed = time.monotonic() - started
     footer = [
         f"{args.reps} repetition(s), interleaved; medians shown; "
@@ -713,6 +725,57 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(document, indent=2))
     print(f"\nresults: {output}", file=sys.stderr)
     return 0 if all(r.get("ok") for r in runs) else 1
+
+
+# (label, scenario, metric, comparison, bound) for the spool: the spool client's figure
+# divided by the plain client's in the same repetition.
+SPOOL_TARGETS: list[tuple[str, str, str, str, float]] = [
+    ("per call", "spool", "per_call_us", "<=", 1.5),
+    ("delivered events/s", "spool", "delivered_eps", ">=", 0.7),
+    ("loop stall per event", "spool-eventloop", "stall_us_per_event", "<=", 1.5),
+]
+
+
+def spool_table(runs: list[dict[str, Any]], reps: int) -> str:
+    """Spool on against off: medians, the median per-repetition ratio, and disk bytes."""
+    ok = {(r["scenario"], r["sdk"], r["rep"]): r for r in runs if r.get("ok")}
+    plain, spooled = SPOOL_PAIR
+    rows = []
+    for label, scenario, metric, op, bound in SPOOL_TARGETS:
+        pairs = [
+            (ok[(scenario, plain, rep)].get(metric), ok[(scenario, spooled, rep)].get(metric))
+            for rep in range(reps)
+            if (scenario, plain, rep) in ok and (scenario, spooled, rep) in ok
+        ]
+        pairs = [(a, b) for a, b in pairs if a and b is not None]
+        if not pairs:
+            continue
+        ratio = statistics.median(b / a for a, b in pairs)
+        met = ratio <= bound if op == "<=" else ratio >= bound
+        rows.append(
+            [
+                label,
+                _fmt(statistics.median(a for a, _ in pairs)),
+                _fmt(statistics.median(b for _, b in pairs)),
+                f"{ratio:.2f}",
+                f"{op} {bound}",
+                "met" if met else "NOT met",
+            ]
+        )
+    disk = [
+        r["worker"]["sdk_statistics"].get("disk_write_bytes") / r["n"]
+        for r in runs
+        if r.get("ok")
+        and r["sdk"] == spooled
+        and r["scenario"] == "spool"
+        and r.get("worker", {}).get("sdk_statistics", {}).get("disk_write_bytes") is not None
+    ]
+    if disk:
+        rows.append(["disk bytes per event", "", _fmt(statistics.median(disk), 0), "", "", ""])
+    if not rows:
+        return ""
+    header = ["", "no spool", "spool", "ratio", "target", ""]
+    return _table(header, rows)
 
 
 def _progress(rep: int, reps: int, record: dict[str, Any]) -> None:
