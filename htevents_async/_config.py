@@ -231,7 +231,7 @@ class Config:
     per group commit, so committed events also survive a power loss."""
 
     spool_commit_interval: float = attrs.field(
-        default=0.005, converter=_seconds, validator=_seconds_at_least(0.0)
+        default=0.02, converter=_seconds, validator=_seconds_at_least(0.0)
     )
     """Seconds the spool's writer lets a group of accepted events gather before committing
     them in one transaction; an event is committed within about this plus one commit."""

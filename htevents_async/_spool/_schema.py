@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS events (
     seq        INTEGER PRIMARY KEY,
     body       TEXT NOT NULL,
-    created    REAL NOT NULL,
+    created    REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
     attempts   INTEGER NOT NULL DEFAULT 0,
     not_before REAL NOT NULL DEFAULT 0,
     lease      INTEGER NOT NULL DEFAULT 0

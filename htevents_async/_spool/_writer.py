@@ -38,7 +38,9 @@ Op = Callable[[sqlite3.Connection], Any]
 #: Seconds between scans for files of processes that died while we run.
 ADOPT_INTERVAL = 10.0
 
-_INSERT = "INSERT OR REPLACE INTO events (seq, body, created, lease) VALUES (?, ?, ?, ?)"
+# ``created`` is the column's default, the commit's wall-clock time: the rows go to
+# executemany exactly as the loop queued them, with no Python work per row here.
+_INSERT = "INSERT INTO events (seq, body, lease) VALUES (?, ?, ?)"
 
 
 def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
@@ -230,10 +232,7 @@ class Writer:
         try:
             conn.execute("BEGIN IMMEDIATE")
             if inserts:
-                now = time.time()
-                conn.executemany(
-                    _INSERT, [(seq, text, now, lease) for seq, text, lease in inserts.values()]
-                )
+                conn.executemany(_INSERT, inserts.values())
             if deletes:
                 conn.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?", _ranges(deletes))
             for op, future in ops:
