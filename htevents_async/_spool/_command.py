@@ -43,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         command = commands.add_parser(name, help=summary)
         command.add_argument("directory", help="the spool directory (Config.spool)")
-        command.add_argument("--host", default=DEFAULT_HOST, help="collector scheme and authority")
+        command.add_argument(
+            "--host",
+            default=os.environ.get("HT_HOST", DEFAULT_HOST),
+            help="collector scheme and authority (default: $HT_HOST, else Hightouch US)",
+        )
         command.add_argument("--path", default=DEFAULT_PATH, help="batch endpoint path")
         command.add_argument(
             "--write-key",
