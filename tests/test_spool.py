@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import sqlite3
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultserver import FaultServer, Respond
 from support import FAST, WRITE_KEY, assert_accounted, client_for, eventually
 
 from htevents_async import Client, ConfigError
+from htevents_async._spool import SqliteStore
+from htevents_async._spool._locks import lock_path, try_lock
 from htevents_async._spool._schema import FORMAT_VERSION
 
 SPOOL_FAST = {**FAST, "max_retry_time": 0.2}
@@ -224,3 +231,69 @@ async def test_other_write_key_files_are_left_alone(tmp_path: Path) -> None:
             assert other.statistics().recovered == 0
         assert server.delivered_ids() == []
     assert len(spool_files(tmp_path)) == 1
+
+
+def _fork_and_report(child: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Fork (from a worker thread, which has no running loop); return ``child()`` as JSON."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a process with threads may deadlock; the
+        # child here never touches what the parent's writer thread holds.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        try:
+            try:
+                result = child()
+            except BaseException as exc:
+                result = {"raised": type(exc).__name__, "message": str(exc)}
+            os.write(write_end, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return dict(json.loads(b"".join(chunks)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+async def test_forked_child_gets_its_own_file_and_the_parent_keeps_its_lock(
+    tmp_path: Path,
+) -> None:
+    """After a fork the child spools to a file of its own; the parent's lock still holds."""
+    async with FaultServer(start_down=True) as server:
+        client = client_for(server.url, spool=str(tmp_path), **SPOOL_FAST)
+        parent_ids = await record(client, 4, "parent")
+        assert await client.commit(timeout=10) == 0
+        store = client._store
+        assert isinstance(store, SqliteStore)
+
+        def child() -> dict[str, Any]:
+            async def use_inherited_client() -> dict[str, Any]:
+                ids = await record(client, 3, "child")
+                left = await client.commit(timeout=10)
+                stats = client.statistics()
+                await client.aclose(timeout=0)
+                return {"ids": ids, "left": left, "dropped": dict(stats.dropped)}
+
+            return asyncio.run(use_inherited_client())
+
+        reported = await asyncio.to_thread(_fork_and_report, child)
+        assert "raised" not in reported, reported
+        assert reported["left"] == 0
+        assert reported["dropped"] == {"fork": 4}
+        assert try_lock(lock_path(store.path)) is None  # still the parent's
+        await server.up()
+        assert await client.flush(timeout=10) == 0
+        await client.aclose()
+        assert sorted(server.delivered_ids()) == sorted(parent_ids)
+        survivor = client_for(server.url, spool=str(tmp_path))
+        async with survivor:
+            assert await survivor.flush(timeout=10) == 0
+        delivered = server.delivered_ids()
+    assert sorted(delivered) == sorted(parent_ids + reported["ids"])
