@@ -478,8 +478,9 @@ class Client:
             self._counters.accepted += 1
             if queued >= self._high_water:
                 # Filling up: every call yields, so the flusher drains as fast as
-                # the producer adds, instead of the queue overflowing.
-                return asyncio.sleep(0)
+                # the producer adds, instead of the queue overflowing (and a spool
+                # may hold the producer a little longer while its disk catches up).
+                return self._store.pace()
             if queued % self._batch_size:
                 return None
             return self._yield_if_due()

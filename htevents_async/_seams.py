@@ -9,8 +9,8 @@ or a disk spool behind the queue (``_spool.SqliteStore``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 from ._batch import Entry
 from ._errors import DeliveryError
@@ -43,6 +43,10 @@ class Store(Protocol):
     def accept(self, entry: Entry, queued: bool) -> bool:
         """Record an accepted entry. ``queued`` says whether the queue took it; if it did
         not, returns whether the store keeps it anyway (else overflow applies)."""
+
+    def pace(self) -> Coroutine[Any, Any, None]:
+        """What a producer awaits when the queue is at least half full: a bare yield, or
+        a short wait while the store catches up with what it has been given."""
 
     def settle(self, batch: Sequence[Entry], error: DeliveryError | None) -> Disposition:
         """Record a batch's outcome and say what became of its events."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import final
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, final
 
 from ._batch import Entry
 from ._errors import DeliveryError
@@ -23,6 +24,10 @@ class MemoryStore:
     def accept(self, entry: Entry, queued: bool) -> bool:
         """Keeps only what the queue took."""
         return queued
+
+    def pace(self) -> Coroutine[Any, Any, None]:
+        """A bare yield, so the flusher runs."""
+        return asyncio.sleep(0)
 
     def settle(self, batch: Sequence[Entry], error: DeliveryError | None) -> Disposition:
         """Delivered or failed, as the transport said."""

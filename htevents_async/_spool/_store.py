@@ -26,7 +26,7 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Literal, final
 
 from .._batch import Entry
@@ -47,6 +47,11 @@ PAGE = 2_000
 RETRY_CAP = 300.0
 #: How often the refill looks again while the queue has no room.
 POLL = 0.005
+#: Bytes of events on their way to disk only (not yet committed) past which a producer
+#: waits for the writer's next commit: they are in memory until then.
+LAG_LIMIT = 4 << 20
+#: Longest such a wait.
+LAG_WAIT = 1.0
 
 
 def _ids(seqs: Sequence[int]) -> str:
@@ -165,6 +170,7 @@ class SqliteStore:
         self._broken = False
         self._waiting = False  # some events wait out a backoff
         self._commit_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._pace_waiters: list[asyncio.Future[None]] = []
         self._carry: collections.deque[tuple[int, Entry]] = collections.deque()
         self._backlog = asyncio.Event()
         self._progress = asyncio.Event()
@@ -206,6 +212,25 @@ class SqliteStore:
         self._counters.spooled += 1
         self._backlog.set()
         return True
+
+    def pace(self) -> Coroutine[Any, Any, None]:
+        """A bare yield; or, while the writer lags far behind the events handed to it for
+        the disk only, a wait for its next commit, so that memory stays bounded."""
+        if self._unreported < LAG_LIMIT or self._broken:
+            return asyncio.sleep(0)
+        return self._catch_up()
+
+    async def _catch_up(self) -> None:
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._pace_waiters.append(future)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(future, LAG_WAIT)
+
+    def _release_pace(self) -> None:
+        waiters, self._pace_waiters = self._pace_waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
 
     def settle(self, batch: Sequence[Entry], error: DeliveryError | None) -> Disposition:
         """Delivered: delete the rows. A final status: dead letters. Retries spent: back to
@@ -321,6 +346,7 @@ class SqliteStore:
         self._counters.committed += inserted
         self._used = used_bytes
         self._unreported = 0
+        self._release_pace()
         if self._commit_waiters:
             keep = []
             for target, future in self._commit_waiters:
@@ -349,6 +375,7 @@ class SqliteStore:
     def broken(self, spilled: list[int], reason: str) -> None:
         """The file failed: memory only from now on; events on disk only were lost."""
         self._broken = True
+        self._release_pace()
         if spilled:
             self._counters.spooled -= len(spilled)
             self._counters.drop("spool_error", len(spilled))
