@@ -114,7 +114,7 @@ def _status(directory: str) -> int:
                 dead = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
             finally:
                 conn.close()
-        except (sqlite3.Error, Exception) as exc:
+        except Exception as exc:  # corrupt, truncated, or a newer format
             print(f"{os.path.basename(path)}  {owner}  unreadable: {exc}")
             status = INCOMPLETE
             continue

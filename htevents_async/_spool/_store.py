@@ -237,14 +237,12 @@ class SqliteStore:
         disk, tried again after a capped backoff."""
         pop = self._ids.pop
         seqs = [seq for seq in (pop(id(entry), None) for entry in batch) if seq is not None]
+        if error is None or isinstance(error, HTTPStatusError):
+            # The collector answers again: what waits out a backoff goes now.
+            self._end_outage()
         if error is None:
             if seqs:
                 self._writer.delete(seqs)
-            if self._waiting:
-                # The collector answers again: what waits out a backoff goes now.
-                self._waiting = False
-                self._writer.submit(_wake_all)
-                self._backlog.set()
             return Disposition.DELIVERED
         if self._broken or len(seqs) < len(batch):
             return Disposition.FAILED
@@ -269,6 +267,12 @@ class SqliteStore:
         self._writer.submit(_dead_letter(seqs, status, str(error)))
         self._counters.dead_lettered += len(seqs)
         return Disposition.DEAD_LETTERED
+
+    def _end_outage(self) -> None:
+        if self._waiting:
+            self._waiting = False
+            self._writer.submit(_wake_all)
+            self._backlog.set()
 
     def release(self, entries: Sequence[Entry]) -> bool:
         """Leftovers at shutdown stay on disk for the next client."""
