@@ -476,7 +476,7 @@ class Client:
         queued = batcher.offer(entry)
         if queued:
             self._counters.accepted += 1
-            if queued >= self._high_water:
+            if queued >= self._high_water or self._store.behind:
                 # Filling up: every call yields, so the flusher drains as fast as
                 # the producer adds, instead of the queue overflowing (and a spool
                 # may hold the producer a little longer while its disk catches up).

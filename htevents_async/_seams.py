@@ -44,6 +44,10 @@ class Store(Protocol):
         """Record an accepted entry. ``queued`` says whether the queue took it; if it did
         not, returns whether the store keeps it anyway (else overflow applies)."""
 
+    @property
+    def behind(self) -> bool:
+        """Whether producers should pace themselves (see :meth:`pace`) even with room."""
+
     def pace(self) -> Coroutine[Any, Any, None]:
         """What a producer awaits when the queue is at least half full: a bare yield, or
         a short wait while the store catches up with what it has been given."""

@@ -25,6 +25,11 @@ class MemoryStore:
         """Keeps only what the queue took."""
         return queued
 
+    @property
+    def behind(self) -> bool:
+        """Never: nothing to catch up with."""
+        return False
+
     def pace(self) -> Coroutine[Any, Any, None]:
         """A bare yield, so the flusher runs."""
         return asyncio.sleep(0)

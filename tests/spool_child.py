@@ -72,7 +72,10 @@ async def main(mode: str, directory: str, url: str, count: int, prefix: str) -> 
                     _say(going=i)
         elif mode == "outage":
             await _record(client, count, prefix)
-            _say(recorded=count, statistics=attrs.asdict(client.statistics()))
+            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            _say(
+                recorded=count, statistics=attrs.asdict(client.statistics()), peak_rss_kib=peak_kib
+            )
             while client.statistics().delivered < count:
                 await client.flush(timeout=1)
             peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -47,8 +47,8 @@ PAGE = 2_000
 RETRY_CAP = 300.0
 #: How often the refill looks again while the queue has no room.
 POLL = 0.005
-#: Bytes of events on their way to disk only (not yet committed) past which a producer
-#: waits for the writer's next commit: they are in memory until then.
+#: Bytes of events handed to the writer and not yet committed past which a producer
+#: waits for its next commit: their text stays in memory until then.
 LAG_LIMIT = 4 << 20
 #: Longest such a wait.
 LAG_WAIT = 1.0
@@ -201,6 +201,7 @@ class SqliteStore:
                 seq = self._seq = self._seq + 1
                 self._ids[id(entry)] = seq
                 self._writer.insert(seq, entry[0], 1)
+                self._unreported += len(entry[0]) + 64
             return True
         if self._broken or self._used + self._unreported >= self._max_bytes:
             return False
@@ -213,9 +214,14 @@ class SqliteStore:
         self._backlog.set()
         return True
 
+    @property
+    def behind(self) -> bool:
+        """Whether the writer lags far behind the events handed to it."""
+        return self._unreported >= LAG_LIMIT and not self._broken
+
     def pace(self) -> Coroutine[Any, Any, None]:
-        """A bare yield; or, while the writer lags far behind the events handed to it for
-        the disk only, a wait for its next commit, so that memory stays bounded."""
+        """A bare yield; or, while the writer lags far behind the events handed to it, a
+        wait for its next commit: until then their text is in memory."""
         if self._unreported < LAG_LIMIT or self._broken:
             return asyncio.sleep(0)
         return self._catch_up()
