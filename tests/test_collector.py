@@ -466,9 +466,15 @@ async def test_stats_count_messages_requests_and_bytes(
         "messages": 5,
         "by_type": {"identify": 1, "page": 1, "track": 3},
         "retained": 5,
+        "retained_bytes": collector.requests[0].body_size,
+        "evicted": 0,
+        "duplicates": 0,
         "requests": 2,
         "rejected": 1,
         "bytes_received": sum(r.body_size for r in collector.requests),
+        "max_messages": 100_000,
+        "max_bytes": 64 * 1024 * 1024,
+        "keep_duplicates": False,
     }
     assert collector.stats().as_dict() == stats
 
