@@ -17,7 +17,7 @@ import pytest
 from faultserver import FaultServer, Respond
 from support import FAST, WRITE_KEY, assert_accounted, client_for, eventually
 
-from htevents_async import Client, ConfigError
+from htevents_async import Client, ConfigError, SyncClient
 from htevents_async._spool import SqliteStore
 from htevents_async._spool._locks import lock_path, try_lock
 from htevents_async._spool._schema import FORMAT_VERSION
@@ -302,3 +302,22 @@ async def test_forked_child_gets_its_own_file_and_the_parent_keeps_its_lock(
             assert await survivor.flush(timeout=10) == 0
         delivered = server.delivered_ids()
     assert sorted(delivered) == sorted(parent_ids + reported["ids"])
+
+
+async def test_sync_client_commits_to_the_spool(tmp_path: Path) -> None:
+    """SyncClient.commit() makes what sync code recorded durable; a restart delivers it."""
+    async with FaultServer(start_down=True) as server:
+
+        def record_from_a_thread() -> list[str]:
+            client = SyncClient(WRITE_KEY, host=server.url, spool=str(tmp_path), **SPOOL_FAST)
+            ids = [client.track(user_id="u", event="e") for _ in range(10)]
+            assert client.commit(timeout=10) == 0
+            client.close(timeout=0)
+            return ids
+
+        ids = await asyncio.to_thread(record_from_a_thread)
+        await server.up()
+        survivor = client_for(server.url, spool=str(tmp_path))
+        async with survivor:
+            assert await survivor.flush(timeout=10) == 0
+        assert sorted(server.delivered_ids()) == sorted(ids)
