@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 #: Events recorded during the outage (SPOOL_OUTAGE_EVENTS overrides it), and the bound the
 #: recording process's peak RSS must stay under, while recording and after catching up.
-#: Measured 55-65 MiB on a quiet machine and up to 140 MiB while other tests load it;
+#: Measured 55-78 MiB on a quiet machine and up to 146 MiB while other tests load it;
 #: holding 200,000 such events in memory without a spool takes about 75 MiB more than
 #: the client's floor, and the figure grows with the count, which the spool's does not.
 OUTAGE_EVENTS = int(os.environ.get("SPOOL_OUTAGE_EVENTS", "200000"))
