@@ -75,6 +75,10 @@ class Scenario:
         return not self.hold
 
 
+#: The spool scenarios compare these two: the same client, spool off and on.
+SPOOL_PAIR = ("htevents_async", "htevents_async_spool")
+
+
 def scenarios(fail_every: int, delay_ms: float) -> list[Scenario]:
     """Every scenario, in running order."""
     return [
@@ -104,6 +108,9 @@ def scenarios(fail_every: int, delay_ms: float) -> list[Scenario]:
         # Sync code: plain threads calling SyncClient and the thread-based peers.
         Scenario("sync-1", "threads", "n", threads=1),
         Scenario("sync-8", "threads", "n", threads=8),
+        # The durable spool against the same client without it, next to each other in time.
+        Scenario("spool", "throughput", "n", only=SPOOL_PAIR),
+        Scenario("spool-eventloop", "eventloop", "n", only=SPOOL_PAIR),
         # The command-line backfill of an NDJSON file, at its own defaults.
         Scenario("import", "import", "n_import", only=("htevents_async",)),
         Scenario(
@@ -915,6 +922,8 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     if scenario.only and adapter.name not in scenario.only:
                         continue
+                    if adapter.opt_in and adapter.name not in scenario.only:
+                        continue
                     if scenario.mode == "import":
                         assert ndjson is not None
                         record = run_import_one(
@@ -958,6 +967,9 @@ def main(argv: list[str] | None = None) -> int:
     target_table = targets(runs, adapters, args.reps)
     if target_table:
         report += f"\n### Targets for htevents-async (issue #9)\n\n{target_table}\n"
+    spool = spool_table(runs, args.reps)
+    if spool:
+        report += f"\n### The durable spool against the same client without it\n\n{spool}\n"
     elapsed = time.monotonic() - started
     footer = [
         f"{args.reps} repetition(s), interleaved; medians shown; "
@@ -987,6 +999,57 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(document, indent=2))
     print(f"\nresults: {output}", file=sys.stderr)
     return 0 if all(r.get("ok") for r in runs) else 1
+
+
+# (label, scenario, metric, comparison, bound) for the spool: the spool client's figure
+# divided by the plain client's in the same repetition.
+SPOOL_TARGETS: list[tuple[str, str, str, str, float]] = [
+    ("per call", "spool", "per_call_us", "<=", 1.5),
+    ("delivered events/s", "spool", "delivered_eps", ">=", 0.7),
+    ("loop stall per event", "spool-eventloop", "stall_us_per_event", "<=", 1.5),
+]
+
+
+def spool_table(runs: list[dict[str, Any]], reps: int) -> str:
+    """Spool on against off: medians, the median per-repetition ratio, and disk bytes."""
+    ok = {(r["scenario"], r["sdk"], r["rep"]): r for r in runs if r.get("ok")}
+    plain, spooled = SPOOL_PAIR
+    rows = []
+    for label, scenario, metric, op, bound in SPOOL_TARGETS:
+        pairs = [
+            (ok[(scenario, plain, rep)].get(metric), ok[(scenario, spooled, rep)].get(metric))
+            for rep in range(reps)
+            if (scenario, plain, rep) in ok and (scenario, spooled, rep) in ok
+        ]
+        pairs = [(a, b) for a, b in pairs if a and b is not None]
+        if not pairs:
+            continue
+        ratio = statistics.median(b / a for a, b in pairs)
+        met = ratio <= bound if op == "<=" else ratio >= bound
+        rows.append(
+            [
+                label,
+                _fmt(statistics.median(a for a, _ in pairs)),
+                _fmt(statistics.median(b for _, b in pairs)),
+                f"{ratio:.2f}",
+                f"{op} {bound}",
+                "met" if met else "NOT met",
+            ]
+        )
+    disk = [
+        r["worker"]["sdk_statistics"].get("disk_write_bytes") / r["n"]
+        for r in runs
+        if r.get("ok")
+        and r["sdk"] == spooled
+        and r["scenario"] == "spool"
+        and r.get("worker", {}).get("sdk_statistics", {}).get("disk_write_bytes") is not None
+    ]
+    if disk:
+        rows.append(["disk bytes per event", "", _fmt(statistics.median(disk), 0), "", "", ""])
+    if not rows:
+        return ""
+    header = ["", "no spool", "spool", "ratio", "target", ""]
+    return _table(header, rows)
 
 
 def _progress(rep: int, reps: int, record: dict[str, Any]) -> None:

@@ -74,6 +74,8 @@ class Adapter(ABC):
     """Import name whose absence means the SDK is not installed."""
     is_peer: ClassVar[bool] = True
     """Third-party SDKs; the ratio columns compare against the best of them."""
+    opt_in: ClassVar[bool] = False
+    """Run only in the scenarios that name it in ``Scenario.only``."""
     supports_gzip: ClassVar[bool] = True
     threads_only: ClassVar[bool] = False
     """Measured only in the scenarios that call from plain threads (``sync-1``, ``sync-8``)."""
@@ -473,10 +475,63 @@ class HteventsSync(ThreadAdapter):
         return result
 
 
+def _disk_write_bytes() -> int | None:
+    """Bytes this process dirtied in files (Linux ``/proc/self/io``), sockets not included."""
+    try:
+        with open("/proc/self/io") as io:
+            fields = dict(line.split(": ") for line in io.read().splitlines())
+    except OSError:
+        return None
+    return int(fields["write_bytes"])
+
+
+class HteventsAsyncSpool(HteventsAsync):
+    """The same client with the durable spool on (``spool=`` a fresh directory)."""
+
+    name = "htevents_async_spool"
+    label = "htevents-async (spool)"
+    opt_in = True
+
+    async def open(self, settings: Settings) -> None:
+        import tempfile
+
+        import htevents_async
+
+        self._directory = tempfile.mkdtemp(prefix="htevents-bench-spool-")
+        self._written_before = _disk_write_bytes()
+        self.client = htevents_async.Client(
+            settings.write_key,
+            host=settings.host,
+            max_queue_size=settings.max_queue,
+            max_batch_size=settings.batch_size,
+            gzip=settings.gzip,
+            flush_interval=settings.flush_interval,
+            spool=self._directory,
+        )
+        await self.client.__aenter__()
+        self._flush_timeout = settings.flush_timeout
+
+    async def close(self) -> None:
+        await super().close()
+        import shutil
+
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+    def statistics(self) -> dict[str, Any]:
+        """The client's statistics, and the bytes written to disk so far (taken after the
+        flush, before the close)."""
+        result = super().statistics()
+        written = _disk_write_bytes()
+        if written is not None and self._written_before is not None:
+            result["disk_write_bytes"] = written - self._written_before
+        return result
+
+
 ADAPTERS: dict[str, type[Adapter]] = {
     adapter.name: adapter
     for adapter in (
         HteventsAsync,
+        HteventsAsyncSpool,
         HteventsSync,
         Naive,
         Hightouch,

@@ -28,7 +28,9 @@ from ._config import MAX_EVENTS_PER_REQUEST, Config
 from ._errors import ClientClosedError, DeliveryError, DroppedError, ShutdownError
 from ._hooks import HookRunner
 from ._logging import RateLimitedLog, logger
+from ._seams import Disposition, Store
 from ._stats import Counters
+from ._store import MemoryStore
 from ._timeouts import deadline
 from ._transport import Outcome, RequestSlots, Transport
 
@@ -55,8 +57,12 @@ class Batcher:
         counters: Counters,
         hooks: HookRunner,
         warnings: RateLimitedLog,
+        store: Store | None = None,
     ) -> None:
         self._config = config
+        # Where events are kept besides the queue; the batcher only calls it where events
+        # are accepted, settled and left over, and lets it feed the queue.
+        self._store: Store = MemoryStore() if store is None else store
         self._transport = transport
         self._counters = counters
         self._hooks = hooks
@@ -92,24 +98,36 @@ class Batcher:
         self._drained = False
         self._envelope = transport.envelope_bytes
         self._runner = self._loop.create_task(self._run(), name="htevents_async flusher")
+        self._store.start(self._admit, self._room)
 
     # -- producers ---------------------------------------------------------
 
     def offer(self, entry: Entry) -> int:
         """Queue ``entry`` if there is room, never waiting; returns the number of events
         now queued, or 0 if there was no room."""
+        if not self._admit(entry):
+            # The store may keep it (a spool, on disk); report the queue as full so
+            # the producer yields to the flusher.
+            return self.queue.maxsize if self._store.accept(entry, False) else 0
+        self._store.accept(entry, True)
+        return self.queue.qsize()
+
+    def _admit(self, entry: Entry) -> bool:
+        """Put ``entry`` in the queue if there is room (also how the store refills it)."""
         queue = self.queue
         try:
             queue.put_nowait(entry)
         except asyncio.QueueFull:
-            return 0
+            return False
         self._put_count += 1
-        queued = queue.qsize()
         # The flusher may already hold part of the batch: count it, or a batch
         # that is full would still wait for flush_interval.
-        if self._waiter is not None and len(self._forming) + queued >= self._wake_at:
+        if self._waiter is not None and len(self._forming) + queue.qsize() >= self._wake_at:
             self._wake()
-        return queued
+        return True
+
+    def _room(self) -> int:
+        return self.queue.maxsize - self.queue.qsize()
 
     async def put(self, entry: Entry, timeout: float) -> bool:
         """Queue ``entry``, waiting up to ``timeout`` seconds for room.
@@ -133,6 +151,7 @@ class Batcher:
                 self.queue.get_nowait()
             raise ClientClosedError("the client closed while the event waited for room")
         self._put_count += 1
+        self._store.accept(entry, True)
         return True
 
     def _slot_freed(self) -> None:
@@ -253,7 +272,7 @@ class Batcher:
             # Cancelled only by close() at its deadline: reported like the queued
             # leftovers, so on_drop and dropped["shutdown"] see every shutdown loss.
             self._counters.in_flight -= len(batch)
-            self.drop(batch, "shutdown")
+            self._leave(batch)
             raise
         except Exception as exc:
             logger.exception("htevents_async: delivery error")
@@ -267,6 +286,9 @@ class Batcher:
         counters = self._counters
         count = len(batch)
         counters.in_flight -= count
+        disposition = self._store.settle(batch, error)
+        if disposition is Disposition.RETRY_LATER:
+            return  # not an outcome yet: the store feeds the events back later
         config = self._config
         wrapped = Batch(batch)
         if error is None:
@@ -275,7 +297,8 @@ class Batcher:
             if config.on_success is not None:
                 self._hooks.call("on_success", config.on_success, wrapped)
         else:
-            counters.failed += count
+            if disposition is Disposition.FAILED:
+                counters.failed += count  # else counted as dead letters by the store
             counters.batches_failed += 1
             self._warnings.log(
                 logging.ERROR,
@@ -372,11 +395,16 @@ class Batcher:
             except asyncio.QueueEmpty:
                 break
         if leftovers:
-            self.drop(leftovers, "shutdown")
+            self._leave(leftovers)
         for _, future in self._flush_waiters:
             future.cancel()
         await self._hooks.drain(max(deadline - loop.time(), 0.0))
         return self._counters.dropped.get("shutdown", 0) - dropped_before
+
+    def _leave(self, entries: list[Entry]) -> None:
+        """Events still pending at shutdown: kept by the store, or dropped as ``shutdown``."""
+        if not self._store.release(entries):
+            self.drop(entries, "shutdown")
 
     def drop(self, entries: list[Entry], reason: str) -> None:
         """Count events dropped before delivery, warn (rate limited), call ``on_drop``."""

@@ -40,7 +40,9 @@ from ._logging import RateLimitedLog, logger
 from ._messages import Id, Message
 from ._plugins import Dropped, Pipeline
 from ._retry import is_retryable_status
+from ._seams import Store
 from ._stats import Counters, Statistics
+from ._store import MemoryStore
 from ._transport import Attempt, Transport, default_http_client
 
 __all__ = ["Client"]
@@ -171,6 +173,7 @@ class Client:
         self._state = _State.UNOPENED
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batcher: Batcher | None = None
+        self._store: Store = MemoryStore()
         self._http = http_client
         self._owns_http = http_client is None
         self._forked_with_injected_http = False
@@ -443,9 +446,10 @@ class Client:
         queued = batcher.offer(entry)
         if queued:
             self._counters.accepted += 1
-            if queued >= self._high_water:
+            if queued >= self._high_water or self._store.behind:
                 # Filling up: every call yields, so the flusher drains as fast as
-                # the producer adds, instead of the queue overflowing.
+                # the producer adds, instead of the queue overflowing (a spool whose
+                # disk writer lags behind holds the producer until it catches up).
                 self._yield_due = True
             elif not queued % self._batch_size:
                 self._check_time_slice()
@@ -467,7 +471,8 @@ class Client:
         recorded its event.
         """
         self._yield_due = False
-        await asyncio.sleep(0)
+        # A bare yield; with a spool, a short wait while its disk writer catches up.
+        await self._store.pace()
 
     def _check_time_slice(self) -> None:
         """At each full batch: ask the next call to yield to the flusher when the
@@ -575,11 +580,35 @@ class Client:
                 on_attempt=self._count_attempt,
                 own_client=self._owns_http,
             )
+            self._store = self._open_store()
             with self._flusher_scope():
                 self._batcher = Batcher(
-                    self._config, transport, self._counters, self._hooks, self._warnings
+                    self._config,
+                    transport,
+                    self._counters,
+                    self._hooks,
+                    self._warnings,
+                    self._store,
                 )
         return self._batcher
+
+    def _open_store(self) -> Store:
+        config = self._config
+        if config.spool is None:
+            return MemoryStore()
+        from ._spool import SqliteStore
+
+        return SqliteStore(
+            config.spool,
+            url=config.url,
+            write_key=self._write_key,
+            counters=self._counters,
+            warnings=self._warnings,
+            max_bytes=config.spool_max_bytes,
+            synchronous=config.spool_synchronous,
+            commit_interval=config.spool_commit_interval,
+            backoff=config.backoff_max,
+        )
 
     def _count_attempt(self, attempt: Attempt) -> None:
         counters = self._counters
@@ -653,7 +682,21 @@ class Client:
             await asyncio.wait({closing}, timeout=seconds)
             return self._pending()
         assert batcher is not None  # for the type checker: checked above with closing
-        return await batcher.flush(seconds)
+        return await self._store.drain(batcher.flush, seconds)
+
+    async def commit(self, timeout: float | dt.timedelta | None = None) -> int:
+        """Wait until every event recorded before the call is committed to the spool.
+
+        Returns how many of them are not yet committed when ``timeout`` seconds
+        (default ``Config.flush_timeout``) have passed, ``0`` when all are. A
+        committed event is delivered even if the process dies right after (see
+        ``Config.spool``). Without a spool nothing is ever durable and this
+        returns 0 at once: use :meth:`flush` to wait for delivery instead.
+        """
+        seconds = _timeout_seconds("commit", timeout, self._config.flush_timeout)
+        if self._batcher is not None and asyncio.get_running_loop() is not self._loop:
+            raise WrongEventLoopError("commit() must run on the loop the client is bound to")
+        return await self._store.commit(seconds)
 
     async def aclose(self, timeout: float | dt.timedelta | None = None) -> int:
         """Stop accepting events, deliver what is pending, and release the connections.
@@ -681,7 +724,14 @@ class Client:
     async def _close(self, batcher: Batcher | None, timeout: float) -> int:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        dropped = 0 if batcher is None else await batcher.close(timeout)
+        store = self._store
+        dropped = 0
+        if batcher is not None:
+            # With a spool, what waits on disk is delivered too while time remains; what
+            # is left then stays there for the next client.
+            await store.drain(batcher.flush, timeout)
+            dropped = await batcher.close(max(deadline - loop.time(), 0.0))
+        await store.aclose(max(deadline - loop.time(), 0.0))
         if self._owns_http and self._http is not None:
             # Closing sockets is quick; the bound only guards against a stuck peer.
             with anyio.move_on_after(max(deadline - loop.time(), _CLOSE_GRACE)):
@@ -718,6 +768,13 @@ class Client:
             self._counters.in_flight = 0
             if inherited:
                 self._counters.drop("fork", inherited)
+            # The parent's spool file stays the parent's: never touch its connection.
+            self._store.abandon()
+            _inherited.append(self._store)
+            self._store = MemoryStore()
+            if self._counters.spooled:
+                self._counters.drop("fork", self._counters.spooled)
+                self._counters.spooled = 0
         if self._http is not None:
             if self._owns_http:
                 _inherited.append(self._http)

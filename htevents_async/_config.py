@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from typing import Any, Literal, final
 
@@ -106,6 +107,21 @@ def _host(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 def _overflow(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in ("drop", "wait"):
         raise _fail(attribute, "'drop' or 'wait'", value)
+
+
+def _spool_dir(value: Any) -> str | None:
+    # A path-like is kept as text, so the frozen config stays printable and comparable.
+    return None if value is None else os.fspath(value)
+
+
+def _spool_path(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise _fail(attribute, "a directory path or None", value)
+
+
+def _synchronous(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in ("normal", "full"):
+        raise _fail(attribute, "'normal' or 'full'", value)
 
 
 @final
@@ -232,6 +248,29 @@ class Config:
     wire form and returns the dict to send or ``None`` to drop it (counted as
     ``dropped["filtered"]``); one that raises drops it as ``"plugin_error"``. See
     :mod:`htevents_async.plugins` and the README's "Plugins" section."""
+
+    spool: str | None = attrs.field(default=None, converter=_spool_dir, validator=_spool_path)
+    """A directory on a local disk where accepted events are kept until delivered (see
+    the README's "Durability"): they survive a crash, a restart and long outages. ``None``
+    (the default) keeps events in memory only. An unwritable directory raises
+    :class:`~htevents_async.ConfigError` when the client starts."""
+
+    spool_max_bytes: int = attrs.field(default=1 << 30, validator=_int_at_least(1 << 16))
+    """Most bytes the spool file may hold; past it, events the queue has no room for meet
+    ``overflow`` as they would without a spool."""
+
+    spool_synchronous: Literal["normal", "full"] = attrs.field(
+        default="normal", validator=_synchronous
+    )
+    """SQLite's ``synchronous`` setting for the spool. ``"normal"``: committed events survive
+    any end of the process; a power loss may lose the last commits. ``"full"``: one fsync
+    per group commit, so committed events also survive a power loss."""
+
+    spool_commit_interval: float = attrs.field(
+        default=0.02, converter=_seconds, validator=_seconds_at_least(0.0)
+    )
+    """Seconds the spool's writer lets a group of accepted events gather before committing
+    them in one transaction; an event is committed within about this plus one commit."""
 
     def __attrs_post_init__(self) -> None:
         base = self.host.rstrip("/")

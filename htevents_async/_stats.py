@@ -15,8 +15,10 @@ __all__ = ["Counters", "Statistics"]
 class Statistics:
     """A snapshot of a client's delivery counters, from ``client.statistics()``.
 
-    Every accepted event is in exactly one place, so
-    ``accepted == queued + in_flight + delivered + failed + sum(dropped.values())``.
+    Every accepted or recovered event is in exactly one place, so
+    ``accepted + recovered == queued + in_flight + spooled + delivered + failed +
+    dead_lettered + sum(dropped.values())``. Without a spool, the four spool counters
+    stay 0.
     """
 
     accepted: int
@@ -55,6 +57,16 @@ class Statistics:
     last_error: str | None
     """Why the most recent unsuccessful attempt failed (``"ConnectError: …"``,
     ``"HTTP 503"``, …), with secrets redacted; ``None`` if none has failed yet."""
+    spooled: int = 0
+    """Events waiting in the spool on disk only (not in memory): overflow beyond the
+    queue, events waiting to be retried later, and what was left at close."""
+    recovered: int = 0
+    """Events this client adopted from the spool files of processes that ended."""
+    committed: int = 0
+    """Events written durably to the spool (not those delivered before their commit)."""
+    dead_lettered: int = 0
+    """Events the collector refused with a final status, kept in the spool's dead
+    letters instead of counted as :attr:`failed`."""
 
     @property
     def pending(self) -> int:
@@ -77,14 +89,18 @@ class Counters:
         "batches_delivered",
         "batches_failed",
         "bytes_sent",
+        "committed",
         "consecutive_failures",
+        "dead_lettered",
         "delivered",
         "dropped",
         "failed",
         "in_flight",
         "last_error",
+        "recovered",
         "requests",
         "retries",
+        "spooled",
     )
 
     def __init__(self) -> None:
@@ -101,6 +117,10 @@ class Counters:
         self.bytes_sent = 0
         self.consecutive_failures = 0
         self.last_error: str | None = None
+        self.spooled = 0
+        self.recovered = 0
+        self.committed = 0
+        self.dead_lettered = 0
 
     def drop(self, reason: str, count: int = 1) -> None:
         """Count ``count`` events dropped for ``reason``."""
@@ -123,4 +143,8 @@ class Counters:
             bytes_sent=self.bytes_sent,
             consecutive_failures=self.consecutive_failures,
             last_error=self.last_error,
+            spooled=self.spooled,
+            recovered=self.recovered,
+            committed=self.committed,
+            dead_lettered=self.dead_lettered,
         )

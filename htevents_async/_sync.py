@@ -353,6 +353,21 @@ class SyncClient:
         pending = runtime.call(self._client.flush, seconds, timeout=seconds)
         return self._client.statistics().queued if pending is None else pending
 
+    def commit(self, timeout: float | dt.timedelta | None = None) -> int:
+        """Wait until every event recorded before the call is committed to the spool.
+
+        Returns how many are not yet committed when ``timeout`` seconds (default
+        ``Config.flush_timeout``) have passed, ``0`` when all are; without a spool, 0 at
+        once (see :meth:`Client.commit`). If the client's thread does not answer in
+        time, every event recorded so far is counted as not committed.
+        """
+        seconds = _timeout_seconds("commit", timeout, self._config.flush_timeout)
+        runtime = self._running("commit")
+        if runtime is None:
+            return 0
+        left = runtime.call(self._client.commit, seconds, timeout=seconds)
+        return self._client.statistics().accepted if left is None else left
+
     def close(self, timeout: float | dt.timedelta | None = None) -> int:
         """Stop accepting events, deliver what is pending, and stop the client's thread.
 

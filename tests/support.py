@@ -47,8 +47,16 @@ async def eventually(
 
 def assert_accounted(stats: Statistics) -> None:
     """Every accepted event is in exactly one place: the invariant ``Statistics`` documents."""
-    placed = stats.queued + stats.in_flight + stats.delivered + stats.failed + stats.dropped_total
-    assert stats.accepted == placed, stats
+    placed = (
+        stats.queued
+        + stats.in_flight
+        + stats.spooled
+        + stats.delivered
+        + stats.failed
+        + stats.dead_lettered
+        + stats.dropped_total
+    )
+    assert stats.accepted + stats.recovered == placed, stats
 
 
 def property_values() -> st.SearchStrategy[Any]:

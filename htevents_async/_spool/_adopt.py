@@ -1,0 +1,178 @@
+"""Taking over the files of dead processes, and moving unreadable files aside.
+
+Runs in the writer thread, on the writer's own connection. A file is adopted
+only by winning its sidecar lock without waiting: a live owner holds it, and
+the kernel frees it when the owner dies. The adopted events and dead letters
+are copied into our own file in one transaction, then the old file is
+unlinked while still locked. A crash between the two leaves both copies, and
+the events go out twice with the same ``messageId`` (delivery is at least once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import attrs
+
+from .._logging import logger
+from ._locks import lock_path, try_lock
+from ._schema import check_version
+
+__all__ = ["ASIDE", "AdoptReport", "adopt_all", "move_aside", "spool_files"]
+
+#: Sub-directory where unreadable and foreign-version files are moved.
+ASIDE = "aside"
+SUFFIX = ".db"
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+@attrs.define
+class AdoptReport:
+    """What one scan of the directory did."""
+
+    events: int = 0
+    dead_letters: int = 0
+    files: list[str] = attrs.Factory(list)
+    aside: list[str] = attrs.Factory(list)
+
+
+def spool_files(directory: str) -> list[str]:
+    """The spool databases in ``directory``, oldest name first."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(os.path.join(directory, name) for name in names if name.endswith(SUFFIX))
+
+
+def move_aside(path: str, reason: str) -> str:
+    """Move a spool file and its companions into ``aside/``, logging why; returns the new path."""
+    directory = os.path.join(os.path.dirname(path), ASIDE)
+    os.makedirs(directory, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = os.path.join(directory, f"{os.path.basename(path)}.{stamp}")
+    for suffix in _COMPANIONS:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path + suffix, target + suffix)
+    logger.error("htevents_async: spool file %s moved to %s: %s", path, target, reason)
+    return target
+
+
+def remove(path: str) -> None:
+    """Delete a spool database and its WAL companions (not its lock file)."""
+    for suffix in _COMPANIONS:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
+
+
+@contextlib.contextmanager
+def _attached(own: sqlite3.Connection, path: str) -> Iterator[None]:
+    own.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=rw",))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            own.execute("DETACH DATABASE src")
+
+
+def _copy(own: sqlite3.Connection, path: str, prints: dict[str, str]) -> tuple[int, int] | None:
+    """Copy ``path``'s rows into ``own``; ``None`` if it is not ours to adopt."""
+    with _attached(own, path):
+        version = check_version_of(own, path)
+        tables = {row[0] for row in own.execute("SELECT name FROM src.sqlite_master")}
+        if version == 0 and "events" not in tables:
+            # Created, never initialised: its owner died in its first moments.
+            return 0, 0
+        stored = read_fingerprint_of(own)
+        if stored != prints:
+            logger.warning(
+                "htevents_async: spool file %s is for another collector or write key "
+                "(%s); left for a client configured for it",
+                path,
+                stored.get("url", "?"),
+            )
+            return None
+        own.execute("BEGIN IMMEDIATE")
+        try:
+            low = own.execute("SELECT MIN(seq) FROM main.events").fetchone()[0]
+            count = own.execute("SELECT COUNT(*) FROM src.events").fetchone()[0]
+            # Adopted events go below every sequence in use, in their old order, so the
+            # refill (ordered by readiness, then sequence) sends them first.
+            base = min(low if low is not None else 1, 1) - count - 1
+            own.execute(
+                "INSERT INTO main.events (seq, body, created, attempts, not_before, lease) "
+                "SELECT ? + ROW_NUMBER() OVER (ORDER BY seq), body, created, attempts, 0, 0 "
+                "FROM src.events",
+                (base,),
+            )
+            dead = own.execute(
+                "INSERT INTO main.dead_letters (body, created, failed_at, status, reason) "
+                "SELECT body, created, failed_at, status, reason FROM src.dead_letters "
+                "ORDER BY id"
+            ).rowcount
+            own.execute("COMMIT")
+        except BaseException:
+            own.execute("ROLLBACK")
+            raise
+        return int(count), int(dead)
+
+
+def check_version_of(own: sqlite3.Connection, path: str) -> int:
+    """The attached file's format version; raises ``FutureFormatError`` for a newer one."""
+    version: int = own.execute("PRAGMA src.user_version").fetchone()[0]
+    check_version(version, path)
+    return version
+
+
+def read_fingerprint_of(own: sqlite3.Connection) -> dict[str, str]:
+    """The attached file's fingerprint."""
+    rows = own.execute("SELECT key, value FROM src.meta").fetchall()
+    return {str(key): str(value) for key, value in rows}
+
+
+def adopt_all(own: sqlite3.Connection, own_path: str, prints: dict[str, str]) -> AdoptReport:
+    """Adopt every file in our directory that no live process holds."""
+    report = AdoptReport()
+    for path in spool_files(os.path.dirname(own_path)):
+        if path == own_path:
+            continue
+        lock = try_lock(lock_path(path))
+        if lock is None:
+            continue
+        try:
+            if not os.path.exists(path):
+                # Its adopter removed it, or its owner died before creating it.
+                lock.release(unlink=True)
+                continue
+            try:
+                copied = _copy(own, path, prints)
+            except sqlite3.DatabaseError as exc:
+                report.aside.append(move_aside(path, f"unreadable ({exc})"))
+                lock.release(unlink=True)
+                continue
+            except Exception as exc:  # FutureFormatError and the like
+                report.aside.append(move_aside(path, str(exc)))
+                lock.release(unlink=True)
+                continue
+            if copied is None:
+                lock.release()
+                continue
+            remove(path)
+            lock.release(unlink=True)
+            report.events += copied[0]
+            report.dead_letters += copied[1]
+            report.files.append(path)
+        finally:
+            lock.release()
+    if report.events or report.dead_letters:
+        logger.info(
+            "htevents_async: adopted %d events and %d dead letters from %d spool files",
+            report.events,
+            report.dead_letters,
+            len(report.files),
+        )
+    return report
