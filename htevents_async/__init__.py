@@ -42,6 +42,14 @@ from ._messages import Message as Message
 from ._messages import Page as Page
 from ._messages import Screen as Screen
 from ._messages import Track as Track
+from ._protocols import OdpEvent as OdpEvent
+from ._protocols import OdpProtocol as OdpProtocol
+from ._protocols import PostHogProtocol as PostHogProtocol
+from ._protocols import SegmentProtocol as SegmentProtocol
+from ._seams import Limits as Limits
+from ._seams import RequestSpec as RequestSpec
+from ._seams import Verdict as Verdict
+from ._seams import WireProtocol as WireProtocol
 from ._stats import Statistics as Statistics
 from ._version import __version__ as __version__
 
@@ -61,21 +69,29 @@ __all__ = [
     "HTTPStatusError",
     "HteventsError",
     "Identify",
+    "Limits",
     "Message",
     "MessageError",
     "MessageTooLargeError",
     "MessageTypeError",
+    "OdpEvent",
+    "OdpProtocol",
     "OnDrop",
     "OnFailure",
     "OnSuccess",
     "Page",
+    "PostHogProtocol",
     "QueueFullError",
+    "RequestSpec",
     "RetriesExhaustedError",
     "Screen",
+    "SegmentProtocol",
     "ShutdownError",
     "Statistics",
     "TLSVerificationError",
     "Track",
+    "Verdict",
+    "WireProtocol",
     "WrongEventLoopError",
     "__version__",
     "context_scope",

@@ -43,10 +43,14 @@ class Batch:
     them on first use, so hooks that only count cost nothing.
     """
 
-    __slots__ = ("_entries", "_messages")
+    __slots__ = ("_entries", "_id_of", "_messages")
 
-    def __init__(self, entries: Sequence[Entry]) -> None:
+    def __init__(
+        self, entries: Sequence[Entry], id_of: Callable[[str], str] = message_id_of
+    ) -> None:
         self._entries = entries
+        # The protocol's reader: the id is ``messageId``, ``uuid`` or ``idempotence_id``.
+        self._id_of = id_of
         self._messages: list[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
@@ -60,8 +64,9 @@ class Batch:
 
     @property
     def message_ids(self) -> list[str]:
-        """The ``messageId`` of each event, in batch order."""
-        return [message_id_of(entry[0]) for entry in self._entries]
+        """The message id of each event, in batch order."""
+        id_of = self._id_of
+        return [id_of(entry[0]) for entry in self._entries]
 
     @property
     def messages(self) -> list[dict[str, Any]]:

@@ -19,11 +19,10 @@ import anyio
 import attrs
 import httpx
 
-from ._batch import Entry, envelope_size
+from ._batch import Entry
 from ._batcher import Batcher, drop_entries
 from ._config import Config
 from ._context import current_context
-from ._encoding import Encoder
 from ._errors import (
     ClientClosedError,
     ClientStateError,
@@ -37,6 +36,7 @@ from ._logging import RateLimitedLog, logger
 from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
 from ._retry import is_retryable_status
 from ._stats import Counters, Statistics
+from ._protocols import OdpEvent, check_limits, resolve
 from ._transport import Attempt, Transport, default_http_client
 
 __all__ = ["Client"]
@@ -142,13 +142,8 @@ class Client:
             config = attrs.evolve(config, **options)
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigError(f"http_client must be an httpx.AsyncClient, got {http_client!r}")
-        envelope = envelope_size(write_key)
-        if config.max_message_bytes + envelope > config.max_batch_bytes:
-            raise ConfigError(
-                f"Config.max_batch_bytes ({config.max_batch_bytes}) must hold one message of "
-                f"max_message_bytes ({config.max_message_bytes}) plus the {envelope} bytes "
-                "the request body adds with this write key"
-            )
+        self._protocol = protocol = resolve(config.protocol)
+        check_limits(config, protocol, write_key)
         self._config = config
         self._batch_size = config.max_batch_size
         self._high_water = max(config.max_queue_size // 2, config.max_batch_size)
@@ -158,7 +153,8 @@ class Client:
         # yields before it records its own event.
         self._yield_due = False
         self._write_key = write_key
-        self._encoder = Encoder(config.max_message_bytes)
+        # Chosen once: the protocol's encoder, plain fast path included.
+        self._encoder = protocol.encoder(config.max_message_bytes)
         self._counters = Counters()
         self._warnings = RateLimitedLog()
         self._hooks = HookRunner(config.hook_timeout)
@@ -405,6 +401,33 @@ class Client:
             await follow_up
         return message_id
 
+    async def odp_event(
+        self,
+        *,
+        action: str,
+        identifiers: Mapping[str, str],
+        type: str = "fullstack",
+        data: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        callback: Callback | None = None,
+    ) -> str:
+        """Record an Optimizely Data Platform event (``protocol="odp"`` only); returns its
+        idempotence id. ``identifiers`` needs at least one pair; ``data`` values are str,
+        number, bool or None (sent as ``""``)."""
+        if self._yield_due:
+            await self._take_turn()
+        message = OdpEvent(
+            action=action,
+            identifiers=identifiers,
+            event_type=type,
+            data=data,
+            message_id=message_id,
+        )
+        message_id, follow_up = self._submit(message, callback)
+        if follow_up is not None:
+            await follow_up
+        return message_id
+
     async def enqueue(self, message: Message, *, callback: Callback | None = None) -> str:
         """Record a prepared message (:class:`Track`, :class:`Identify`, …); returns its id.
 
@@ -554,6 +577,7 @@ class Client:
                 self._hooks,
                 self._warnings,
                 self._config.on_drop,
+                self._protocol.message_id_of,
             )
         elif not batcher.offer(entry):
             batcher.drop([entry], "queue_full")
@@ -585,6 +609,7 @@ class Client:
                 self._http,
                 self._config,
                 self._write_key,
+                protocol=self._protocol,
                 on_attempt=self._count_attempt,
                 own_client=self._owns_http,
             )
