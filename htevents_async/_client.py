@@ -34,9 +34,9 @@ from ._errors import (
 from ._hooks import Callback, HookRunner
 from ._logging import RateLimitedLog, logger
 from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
+from ._protocols import OdpEvent, check_limits, resolve
 from ._retry import is_retryable_status
 from ._stats import Counters, Statistics
-from ._protocols import OdpEvent, check_limits, resolve
 from ._transport import Attempt, Transport, default_http_client
 
 __all__ = ["Client"]

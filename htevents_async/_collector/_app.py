@@ -33,7 +33,6 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ._guard import HostGuard, HostPolicy, is_json_media_type
-from ._protocols import PROTOCOL_ROUTES, Ingest
 from ._ingest import (
     MESSAGE_TYPES,
     IngestError,
@@ -43,6 +42,7 @@ from ._ingest import (
     parse_body,
     validate_batch,
 )
+from ._protocols import PROTOCOL_ROUTES, Ingest
 from ._store import EventStore, RequestRecord, StoredEvent, utc_now_iso
 
 MAX_BODY_BYTES: Final = 512 * 1024
@@ -137,7 +137,9 @@ def create_app(
 
         return post
 
-    async def post_batch(request: Request, ingest: Ingest, accepted_answer: Callable[[], Response]) -> Response:
+    async def post_batch(
+        request: Request, ingest: Ingest, accepted_answer: Callable[[], Response]
+    ) -> Response:
         received_at = utc_now_iso()
         headers = _headers(request)
         raw = bytearray()

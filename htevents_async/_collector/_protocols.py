@@ -117,7 +117,8 @@ def odp_ingest(write_key: str | None) -> Ingest:
             if not isinstance(data, dict) or any(
                 isinstance(v, (dict, list)) for v in data.values()
             ):
-                raise _refuse(400, f"{where}.data values must be strings, numbers or booleans", body)
+                reason = f"{where}.data values must be strings, numbers or booleans"
+                raise _refuse(400, reason, body)
             user = identifiers.get("fs_user_id") or next(iter(identifiers.values()))
             messages.append(
                 {

@@ -9,7 +9,14 @@ from .odp import OdpEvent, OdpProtocol
 from .posthog import PostHogProtocol
 from .segment import SegmentProtocol
 
-__all__ = ["OdpEvent", "OdpProtocol", "PostHogProtocol", "SegmentProtocol", "check_limits", "resolve"]
+__all__ = [
+    "OdpEvent",
+    "OdpProtocol",
+    "PostHogProtocol",
+    "SegmentProtocol",
+    "check_limits",
+    "resolve",
+]
 
 _BY_NAME: dict[str, type[SegmentProtocol | PostHogProtocol | OdpProtocol]] = {
     "segment": SegmentProtocol,

@@ -193,7 +193,11 @@ class _OdpEncoder:
         if kind in ("group", "alias"):
             raise MessageError(
                 f"{owner} cannot be sent with protocol='odp': ODP events carry no "
-                + ("group membership" if kind == "group" else "alias (send both ids as identifiers)")
+                + (
+                    "group membership"
+                    if kind == "group"
+                    else "alias (send both ids as identifiers)"
+                )
             )
         identifiers: dict[str, str] = {}
         if message.user_id is not None:

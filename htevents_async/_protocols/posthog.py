@@ -18,8 +18,8 @@ The mapping from our calls (``distinct_id`` is the user id, else the anonymous i
 track     ``event`` as given, ``properties`` (``$groups`` there as PostHog's groups)
 identify  ``$identify``, traits as ``$set``
 alias     ``$create_alias``: ``distinct_id`` is ``previous_id``, ``alias`` the user id
-group     ``$groupidentify``: ``$group_type`` (the protocol's ``group_type``),
-          ``$group_key`` the group id, ``$group_set`` the traits
+group     ``$groupidentify`` by the user: ``$group_type`` (the protocol's
+          ``group_type``), ``$group_key`` the group id, ``$group_set`` the traits
 page      ``$pageview``, ``$current_url`` from ``properties["url"]``, ``$title``
           from ``name``
 screen    ``$screen``, ``$screen_name`` from ``name``
@@ -189,7 +189,7 @@ class _PostHogEncoder:
             key = str(message.group_id)
             return {
                 "event": "$groupidentify",
-                "distinct_id": f"${self._group_type}_{key}",
+                "distinct_id": distinct_id,
                 "properties": {
                     "$group_type": self._group_type,
                     "$group_key": key,
