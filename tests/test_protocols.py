@@ -345,3 +345,83 @@ async def test_testing_capture_decodes_each_protocol() -> None:
         await client.odp_event(action="a", identifiers={"k": "v"})
     assert [m["action"] for m in captured] == ["a"]
     assert isinstance(OdpEvent(action="a", identifiers={"k": "v"}), htevents_async.Message)
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body", "status", "error"),
+    [
+        ("/batch/", {}, {"api_key": "wrong", "batch": []}, 401, "invalid API key"),
+        ("/batch/", {}, {"batch": []}, 401, "missing API key"),
+        ("/batch/", {}, {"api_key": KEY, "batch": [{"event": "e"}]}, 400, "distinct_id"),
+        ("/v3/events", {"x-api-key": "wrong"}, [], 401, "invalid API key"),
+        ("/v3/events", {"x-api-key": KEY}, {"not": "a list"}, 400, "JSON array"),
+        (
+            "/v3/events",
+            {"x-api-key": KEY},
+            [{"type": "t", "action": "a", "identifiers": {}}],
+            400,
+            "identifiers",
+        ),
+        (
+            "/v3/events",
+            {"x-api-key": KEY},
+            [{"type": "t", "action": "a", "identifiers": {"k": "v"}, "data": {"n": {}}}],
+            400,
+            "data values",
+        ),
+    ],
+)
+async def test_collector_refuses_bad_protocol_requests(
+    path: str, headers: dict[str, str], body: Any, status: int, error: str
+) -> None:
+    """The PostHog and ODP endpoints check the key and the body shape, and say why."""
+    import httpx
+
+    async with LocalCollector(write_key=KEY) as collector, httpx.AsyncClient() as http:
+        response = await http.post(collector.url + path, json=body, headers=headers)
+        assert response.status_code == status
+        assert error in response.json()["error"]
+        (record,) = collector.requests
+        assert (record.status, record.body) == (status, body)
+        assert collector.messages() == []
+
+
+class _Ingest:
+    """A protocol of the caller's own: the Segment body at another path, stricter caps."""
+
+    name = "ingest"
+    default_path = "/ingest"
+    limits = htevents_async.Limits(message_bytes=1_000, batch_bytes=10_000, batch_events=3)
+
+    def __init__(self) -> None:
+        self._segment = htevents_async.SegmentProtocol()
+
+    def encoder(self, max_message_bytes: int) -> Any:
+        return self._segment.encoder(max_message_bytes)
+
+    def request(self, write_key: str, url: str) -> htevents_async.RequestSpec:
+        return self._segment.request(write_key, url)
+
+    def classify(self, status: int, headers: Any, body: bytes) -> htevents_async.Verdict:
+        return htevents_async.Verdict("final" if status == 299 else "delivered")
+
+    def message_id_of(self, text: str) -> str:
+        return self._segment.message_id_of(text)
+
+    def decode_body(self, body: bytes) -> list[dict[str, Any]]:
+        return self._segment.decode_body(body)
+
+
+async def test_a_wire_protocol_object_is_used_as_given() -> None:
+    """Path, caps and classification come from a WireProtocol passed in."""
+    with pytest.raises(ConfigError, match="max_batch_size must be at most 3"):
+        Client(KEY, protocol=_Ingest())
+    async with (
+        FaultServer(then=Respond(299)) as server,
+        _client(
+            server.url, _Ingest(), max_batch_size=3, max_batch_bytes=10_000, max_message_bytes=900
+        ) as client,
+    ):
+        await client.track(user_id="u1", event="e")
+    assert [request.path for request in server.requests] == ["/ingest"]
+    assert client.statistics().failed == 1
