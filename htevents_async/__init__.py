@@ -51,6 +51,7 @@ from ._seams import RequestSpec as RequestSpec
 from ._seams import Verdict as Verdict
 from ._seams import WireProtocol as WireProtocol
 from ._stats import Statistics as Statistics
+from ._sync import SyncClient as SyncClient
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -88,6 +89,7 @@ __all__ = [
     "SegmentProtocol",
     "ShutdownError",
     "Statistics",
+    "SyncClient",
     "TLSVerificationError",
     "Track",
     "Verdict",

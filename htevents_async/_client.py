@@ -19,10 +19,10 @@ import anyio
 import attrs
 import httpx
 
+from . import _frontend
 from ._batch import Entry
 from ._batcher import Batcher, drop_entries
 from ._config import Config
-from ._context import current_context
 from ._errors import (
     ClientClosedError,
     ClientStateError,
@@ -33,8 +33,8 @@ from ._errors import (
 )
 from ._hooks import Callback, HookRunner
 from ._logging import RateLimitedLog, logger
-from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
-from ._protocols import OdpEvent, check_limits, resolve
+from ._messages import Id, Message
+from ._protocols import check_limits, resolve
 from ._retry import is_retryable_status
 from ._stats import Counters, Statistics
 from ._transport import Attempt, Transport, default_http_client
@@ -60,14 +60,6 @@ def _timeout_seconds(method: str, timeout: float | dt.timedelta | None, default:
         # NaN fails the comparison too.
         raise ValueError(f"{method}() timeout must be a number of seconds >= 0, got {timeout!r}")
     return float(seconds)
-
-
-def _check_message(message: object) -> None:
-    if not isinstance(message, Message) or type(message) is Message:
-        raise TypeError(
-            "expected an Identify, Track, Page, Screen, Group or Alias message, "
-            f"got {type(message).__name__}"
-        )
 
 
 def _bind(callback: Callback | None, message_id: str) -> Any:
@@ -197,31 +189,17 @@ class Client:
         """Record who the user is and what is known of them; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        if (
-            type(user_id) is str
-            and user_id
-            and type(traits) is dict
-            and anonymous_id is None
-            and context is None
-            and timestamp is None
-            and integrations is None
-            and message_id is None
-            and current_context() is None
-        ):
-            message_id, follow_up = self._submit_plain(
-                "identify", {"userId": user_id, "traits": traits}, "Identify", callback
-            )
-        else:
-            message = Identify(
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                traits=traits,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
-            message_id, follow_up = self._submit(message, callback)
+        message_id, data = _frontend.identify(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            traits,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -242,37 +220,18 @@ class Client:
         """Record an action the user performed; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        if (
-            type(user_id) is str
-            and user_id
-            and type(event) is str
-            and event
-            and type(properties) is dict
-            and anonymous_id is None
-            and context is None
-            and timestamp is None
-            and integrations is None
-            and message_id is None
-            and current_context() is None
-        ):
-            message_id, follow_up = self._submit_plain(
-                "track",
-                {"userId": user_id, "event": event, "properties": properties},
-                "Track",
-                callback,
-            )
-        else:
-            message = Track(
-                event=event,
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                properties=properties,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
-            message_id, follow_up = self._submit(message, callback)
+        message_id, data = _frontend.track(
+            self._encoder,
+            event,
+            user_id,
+            anonymous_id,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -294,18 +253,19 @@ class Client:
         """Record a web page view; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        message = Page(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            name=name,
-            category=category,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        message_id, data = _frontend.page(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            name,
+            category,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        message_id, follow_up = self._submit(message, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -327,18 +287,19 @@ class Client:
         """Record a mobile or desktop screen view; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        message = Screen(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            name=name,
-            category=category,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        message_id, data = _frontend.screen(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            name,
+            category,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        message_id, follow_up = self._submit(message, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -359,17 +320,18 @@ class Client:
         """Record that the user belongs to a group (company, team, account); returns the id."""
         if self._yield_due:
             await self._take_turn()
-        message = Group(
-            group_id=group_id,
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            traits=traits,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        message_id, data = _frontend.group(
+            self._encoder,
+            group_id,
+            user_id,
+            anonymous_id,
+            traits,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        message_id, follow_up = self._submit(message, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -388,15 +350,10 @@ class Client:
         """Record that ``previous_id`` and ``user_id`` are the same person; returns the id."""
         if self._yield_due:
             await self._take_turn()
-        message = Alias(
-            previous_id=previous_id,
-            user_id=user_id,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        message_id, data = _frontend.alias(
+            self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
         )
-        message_id, follow_up = self._submit(message, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -416,14 +373,10 @@ class Client:
         number, bool or None (sent as ``""``)."""
         if self._yield_due:
             await self._take_turn()
-        message = OdpEvent(
-            action=action,
-            identifiers=identifiers,
-            event_type=type,
-            data=data,
-            message_id=message_id,
+        message_id, encoded = _frontend.odp_event(
+            self._encoder, action, identifiers, type, data, message_id
         )
-        message_id, follow_up = self._submit(message, callback)
+        follow_up = self._accept(message_id, encoded, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -434,10 +387,11 @@ class Client:
         ``callback(message_id, error)`` is called once with the outcome: ``error``
         is ``None`` when the collector accepted the event.
         """
-        _check_message(message)
+        _frontend.check_message(message)
         if self._yield_due:
             await self._take_turn()
-        message_id, follow_up = self._submit(message, callback)
+        message_id, data = self._encoder.encode(message)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -460,7 +414,7 @@ class Client:
                 "the client has not started: enter `async with client` (or await any of "
                 "its methods) on its event loop before enqueue_threadsafe()"
             )
-        _check_message(message)
+        _frontend.check_message(message)
         message_id, data = self._encoder.encode(message)
         try:
             loop.call_soon_threadsafe(self._accept_handed_over, (data, _bind(callback, message_id)))
@@ -470,31 +424,14 @@ class Client:
 
     # -- the enqueue path ----------------------------------------------------------
 
-    def _submit(
-        self, message: Message, callback: Callback | None
-    ) -> tuple[str, Coroutine[Any, Any, None] | None]:
-        """Encode and queue ``message``; returns its id, and what the caller must await, if
-        anything: the wait for room (``overflow="wait"``)."""
-        batcher = self._batcher
-        if batcher is None or asyncio.get_running_loop() is not self._loop:
-            batcher = self._start()
-        message_id, data = self._encoder.encode(message)
-        return message_id, self._queue(batcher, message_id, data, callback)
-
-    def _submit_plain(
-        self, type_name: str, fields: dict[str, Any], owner: str, callback: Callback | None
-    ) -> tuple[str, Coroutine[Any, Any, None] | None]:
-        """:meth:`_submit` for a call the method checked to be plain (see
-        :meth:`Encoder.encode_plain`), without building a message object."""
-        batcher = self._batcher
-        if batcher is None or asyncio.get_running_loop() is not self._loop:
-            batcher = self._start()
-        message_id, data = self._encoder.encode_plain(type_name, fields, owner)
-        return message_id, self._queue(batcher, message_id, data, callback)
-
-    def _queue(
-        self, batcher: Batcher | None, message_id: str, data: str, callback: Callback | None
+    def _accept(
+        self, message_id: str, data: str, callback: Callback | None
     ) -> Coroutine[Any, Any, None] | None:
+        """Queue an encoded event; returns what the caller must await, if anything: the
+        wait for room (``overflow="wait"``)."""
+        batcher = self._batcher
+        if batcher is None or asyncio.get_running_loop() is not self._loop:
+            batcher = self._start()
         entry: Entry = (data, None if callback is None else partial(callback, message_id))
         if batcher is None:  # disabled: validated and encoded, then dropped by design
             self._counters.accepted += 1

@@ -276,7 +276,11 @@ class Transport:
                 body = b"".join((self._head, joined, self._tail()))
                 if self._gzip:
                     if len(body) >= GZIP_THREAD_THRESHOLD:
-                        body = await anyio.to_thread.run_sync(_compress, body)
+                        try:
+                            body = await anyio.to_thread.run_sync(_compress, body)
+                        except RuntimeError:
+                            # No new thread at interpreter exit (Python 3.12+): inline.
+                            body = _compress(body)
                     else:
                         body = _compress(body)
                 # The slot bounds requests on the wire, not batches: a batch sleeping
