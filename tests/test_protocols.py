@@ -3,10 +3,12 @@ collector over a real socket, and retries and final answers per protocol."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
 
+import httpx
 import pytest
 from faultserver import FaultServer, Respond
 
@@ -375,8 +377,6 @@ async def test_collector_refuses_bad_protocol_requests(
     path: str, headers: dict[str, str], body: Any, status: int, error: str
 ) -> None:
     """The PostHog and ODP endpoints check the key and the body shape, and say why."""
-    import httpx
-
     async with LocalCollector(write_key=KEY) as collector, httpx.AsyncClient() as http:
         response = await http.post(collector.url + path, json=body, headers=headers)
         assert response.status_code == status
@@ -425,3 +425,19 @@ async def test_a_wire_protocol_object_is_used_as_given() -> None:
         await client.track(user_id="u1", event="e")
     assert [request.path for request in server.requests] == ["/ingest"]
     assert client.statistics().failed == 1
+
+
+async def test_sync_client_speaks_the_protocol(collector: LocalCollector) -> None:
+    """SyncClient shares the protocol's encoder: ODP events from a plain thread."""
+    def run() -> None:
+        options = {**FAST, "host": collector.url, "protocol": "odp"}
+        with htevents_async.SyncClient(KEY, **options) as events:
+            events.odp_event(action="a", identifiers={"k": "v"})
+            events.track(user_id="u1", event="e")
+
+    await asyncio.to_thread(run)
+    await collector.wait_for(2)
+    assert [(m["protocol"], m["event"]) for m in collector.messages()] == [
+        ("odp", "a"),
+        ("odp", "e"),
+    ]
