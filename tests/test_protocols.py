@@ -429,6 +429,7 @@ async def test_a_wire_protocol_object_is_used_as_given() -> None:
 
 async def test_sync_client_speaks_the_protocol(collector: LocalCollector) -> None:
     """SyncClient shares the protocol's encoder: ODP events from a plain thread."""
+
     def run() -> None:
         options = {**FAST, "host": collector.url, "protocol": "odp"}
         with htevents_async.SyncClient(KEY, **options) as events:
