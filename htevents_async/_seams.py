@@ -56,6 +56,8 @@ class Verdict:
     """How one answer is taken: delivered, worth a retry (after ``retry_after``), or final."""
 
     outcome: Literal["delivered", "retry", "final"]
+    """``"delivered"``: the events are the collector's; ``"retry"``: send the same body
+    again; ``"final"``: give the batch up (``on_failure`` with an ``HTTPStatusError``)."""
     retry_after: float | None = None
     """Seconds the collector asked to wait before the retry, when it said."""
     reason: str | None = None
