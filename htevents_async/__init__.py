@@ -42,6 +42,7 @@ from ._messages import Message as Message
 from ._messages import Page as Page
 from ._messages import Screen as Screen
 from ._messages import Track as Track
+from ._plugins import BeforeSend as BeforeSend
 from ._protocols import OdpEvent as OdpEvent
 from ._protocols import OdpProtocol as OdpProtocol
 from ._protocols import PostHogProtocol as PostHogProtocol
@@ -57,6 +58,7 @@ from ._version import __version__ as __version__
 __all__ = [
     "Alias",
     "Batch",
+    "BeforeSend",
     "Callback",
     "Client",
     "ClientClosedError",

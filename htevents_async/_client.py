@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import enum
 import logging
@@ -10,7 +11,8 @@ import os
 import time
 import warnings
 import weakref
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AbstractContextManager
 from functools import partial
 from types import TracebackType
 from typing import Any, final
@@ -20,13 +22,14 @@ import attrs
 import httpx
 
 from . import _frontend
-from ._batch import Entry
+from ._batch import Batch, Entry
 from ._batcher import Batcher, drop_entries
 from ._config import Config
 from ._errors import (
     ClientClosedError,
     ClientStateError,
     ConfigError,
+    DroppedError,
     ForkedClientError,
     QueueFullError,
     WrongEventLoopError,
@@ -34,8 +37,10 @@ from ._errors import (
 from ._hooks import Callback, HookRunner
 from ._logging import RateLimitedLog, logger
 from ._messages import Id, Message
+from ._plugins import Dropped, Pipeline
 from ._protocols import check_limits, resolve
 from ._retry import is_retryable_status
+from ._seams import MessageEncoder
 from ._stats import Counters, Statistics
 from ._transport import Attempt, Transport, default_http_client
 
@@ -145,9 +150,18 @@ class Client:
         # yields before it records its own event.
         self._yield_due = False
         self._write_key = write_key
-        # Chosen once: the protocol's encoder, plain fast path included.
-        self._encoder = protocol.encoder(config.max_message_bytes)
+        # Chosen once: the protocol's encoder, plain fast path included; with before_send
+        # plugins every call, the plain ones included, goes through them.
+        self._encoder: MessageEncoder = (
+            Pipeline(config.before_send, config.max_message_bytes)
+            if config.before_send
+            else protocol.encoder(config.max_message_bytes)
+        )
         self._counters = Counters()
+        # For integrations (metrics): called on the loop with every request attempt, and
+        # the context the flusher task starts in, so its requests can be told apart.
+        self._attempt_observers: list[Callable[[Attempt], None]] = []
+        self._flusher_scope: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
         self._warnings = RateLimitedLog()
         self._hooks = HookRunner(config.hook_timeout)
         self._state = _State.UNOPENED
@@ -189,16 +203,19 @@ class Client:
         """Record who the user is and what is known of them; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        message_id, data = _frontend.identify(
-            self._encoder,
-            user_id,
-            anonymous_id,
-            traits,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-        )
+        try:
+            message_id, data = _frontend.identify(
+                self._encoder,
+                user_id,
+                anonymous_id,
+                traits,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -220,17 +237,20 @@ class Client:
         """Record an action the user performed; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        message_id, data = _frontend.track(
-            self._encoder,
-            event,
-            user_id,
-            anonymous_id,
-            properties,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-        )
+        try:
+            message_id, data = _frontend.track(
+                self._encoder,
+                event,
+                user_id,
+                anonymous_id,
+                properties,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -253,18 +273,21 @@ class Client:
         """Record a web page view; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        message_id, data = _frontend.page(
-            self._encoder,
-            user_id,
-            anonymous_id,
-            name,
-            category,
-            properties,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-        )
+        try:
+            message_id, data = _frontend.page(
+                self._encoder,
+                user_id,
+                anonymous_id,
+                name,
+                category,
+                properties,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -287,18 +310,21 @@ class Client:
         """Record a mobile or desktop screen view; returns the message id."""
         if self._yield_due:
             await self._take_turn()
-        message_id, data = _frontend.screen(
-            self._encoder,
-            user_id,
-            anonymous_id,
-            name,
-            category,
-            properties,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-        )
+        try:
+            message_id, data = _frontend.screen(
+                self._encoder,
+                user_id,
+                anonymous_id,
+                name,
+                category,
+                properties,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -320,17 +346,20 @@ class Client:
         """Record that the user belongs to a group (company, team, account); returns the id."""
         if self._yield_due:
             await self._take_turn()
-        message_id, data = _frontend.group(
-            self._encoder,
-            group_id,
-            user_id,
-            anonymous_id,
-            traits,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-        )
+        try:
+            message_id, data = _frontend.group(
+                self._encoder,
+                group_id,
+                user_id,
+                anonymous_id,
+                traits,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -350,9 +379,12 @@ class Client:
         """Record that ``previous_id`` and ``user_id`` are the same person; returns the id."""
         if self._yield_due:
             await self._take_turn()
-        message_id, data = _frontend.alias(
-            self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
-        )
+        try:
+            message_id, data = _frontend.alias(
+                self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
+            )
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -390,7 +422,10 @@ class Client:
         _frontend.check_message(message)
         if self._yield_due:
             await self._take_turn()
-        message_id, data = self._encoder.encode(message)
+        try:
+            message_id, data = self._encoder.encode(message)
+        except Dropped as dropped:
+            return self._drop_filtered(dropped, callback)
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -415,9 +450,15 @@ class Client:
                 "its methods) on its event loop before enqueue_threadsafe()"
             )
         _frontend.check_message(message)
-        message_id, data = self._encoder.encode(message)
         try:
-            loop.call_soon_threadsafe(self._accept_handed_over, (data, _bind(callback, message_id)))
+            message_id, data = self._encoder.encode(message)
+        except Dropped as dropped:
+            handed: tuple[Any, ...] = (self._drop_filtered, dropped, callback)
+            message_id = dropped.message_id
+        else:
+            handed = (self._accept_handed_over, (data, _bind(callback, message_id)))
+        try:
+            loop.call_soon_threadsafe(*handed)
         except RuntimeError:
             raise ClientClosedError("the client's event loop is closed") from None
         return message_id
@@ -500,6 +541,30 @@ class Client:
             )
         self._counters.accepted += 1
 
+    def _drop_filtered(self, dropped: Dropped, callback: Callback | None) -> str:
+        """Runs on the loop: account for an event a ``before_send`` plugin dropped."""
+        self._counters.accepted += 1
+        self._counters.drop(dropped.reason)
+        on_drop = self._config.on_drop
+        if on_drop is not None:
+            batch = Batch([(dropped.hook_text(), None)])
+            self._hooks.call("on_drop", on_drop, batch, dropped.reason)
+        if callback is not None:
+            error = DroppedError(dropped.reason)
+            self._hooks.call("callback", callback, dropped.message_id, error)
+        return dropped.message_id
+
+    def _drop_filtered_threadsafe(self, dropped: Dropped, callback: Callback | None) -> str:
+        """:meth:`_drop_filtered` from another thread (``SyncClient``): done on the loop."""
+        loop = self._loop
+        if loop is None:
+            raise ClientStateError("the client has not started")
+        try:
+            loop.call_soon_threadsafe(self._drop_filtered, dropped, callback)
+        except RuntimeError:
+            raise ClientClosedError("the client's event loop is closed") from None
+        return dropped.message_id
+
     def _accept_handed_over(self, entry: Entry) -> None:
         """Runs on the loop: queue an entry encoded in another thread."""
         self._counters.accepted += 1
@@ -550,9 +615,10 @@ class Client:
                 on_attempt=self._count_attempt,
                 own_client=self._owns_http,
             )
-            self._batcher = Batcher(
-                self._config, transport, self._counters, self._hooks, self._warnings
-            )
+            with self._flusher_scope():
+                self._batcher = Batcher(
+                    self._config, transport, self._counters, self._hooks, self._warnings
+                )
         return self._batcher
 
     def _count_attempt(self, attempt: Attempt) -> None:
@@ -590,6 +656,8 @@ class Client:
             counters.consecutive_failures += 1
         if attempt.error is not None:
             counters.last_error = attempt.error
+        for observe in self._attempt_observers:
+            observe(attempt)
 
     # -- lifecycle -----------------------------------------------------------------
 

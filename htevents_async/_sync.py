@@ -20,6 +20,7 @@ from ._config import Config
 from ._errors import ClientClosedError, ClientStateError, DeliveryError, QueueFullError
 from ._hooks import Callback
 from ._messages import Id, Message
+from ._plugins import Dropped
 from ._portal import Runtime
 from ._stats import Statistics
 
@@ -127,16 +128,19 @@ class SyncClient:
     ) -> str:
         """Record who the user is and what is known of them; returns the message id."""
         runtime = self._runtime or self._start()
-        message_id, data = _frontend.identify(
-            self._encoder,
-            user_id,
-            anonymous_id,
-            traits,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-        )
+        try:
+            message_id, data = _frontend.identify(
+                self._encoder,
+                user_id,
+                anonymous_id,
+                traits,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._client._drop_filtered_threadsafe(dropped, callback)
         return self._hand_over(runtime, message_id, data, callback)
 
     def track(
@@ -154,17 +158,20 @@ class SyncClient:
     ) -> str:
         """Record an action the user performed; returns the message id."""
         runtime = self._runtime or self._start()
-        message_id, data = _frontend.track(
-            self._encoder,
-            event,
-            user_id,
-            anonymous_id,
-            properties,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-        )
+        try:
+            message_id, data = _frontend.track(
+                self._encoder,
+                event,
+                user_id,
+                anonymous_id,
+                properties,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._client._drop_filtered_threadsafe(dropped, callback)
         return self._hand_over(runtime, message_id, data, callback)
 
     def page(
@@ -183,18 +190,21 @@ class SyncClient:
     ) -> str:
         """Record a web page view; returns the message id."""
         runtime = self._runtime or self._start()
-        message_id, data = _frontend.page(
-            self._encoder,
-            user_id,
-            anonymous_id,
-            name,
-            category,
-            properties,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-        )
+        try:
+            message_id, data = _frontend.page(
+                self._encoder,
+                user_id,
+                anonymous_id,
+                name,
+                category,
+                properties,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._client._drop_filtered_threadsafe(dropped, callback)
         return self._hand_over(runtime, message_id, data, callback)
 
     def screen(
@@ -213,18 +223,21 @@ class SyncClient:
     ) -> str:
         """Record a mobile or desktop screen view; returns the message id."""
         runtime = self._runtime or self._start()
-        message_id, data = _frontend.screen(
-            self._encoder,
-            user_id,
-            anonymous_id,
-            name,
-            category,
-            properties,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-        )
+        try:
+            message_id, data = _frontend.screen(
+                self._encoder,
+                user_id,
+                anonymous_id,
+                name,
+                category,
+                properties,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._client._drop_filtered_threadsafe(dropped, callback)
         return self._hand_over(runtime, message_id, data, callback)
 
     def group(
@@ -242,17 +255,20 @@ class SyncClient:
     ) -> str:
         """Record that the user belongs to a group (company, team, account); returns the id."""
         runtime = self._runtime or self._start()
-        message_id, data = _frontend.group(
-            self._encoder,
-            group_id,
-            user_id,
-            anonymous_id,
-            traits,
-            context,
-            timestamp,
-            integrations,
-            message_id,
-        )
+        try:
+            message_id, data = _frontend.group(
+                self._encoder,
+                group_id,
+                user_id,
+                anonymous_id,
+                traits,
+                context,
+                timestamp,
+                integrations,
+                message_id,
+            )
+        except Dropped as dropped:
+            return self._client._drop_filtered_threadsafe(dropped, callback)
         return self._hand_over(runtime, message_id, data, callback)
 
     def alias(
@@ -268,9 +284,12 @@ class SyncClient:
     ) -> str:
         """Record that ``previous_id`` and ``user_id`` are the same person; returns the id."""
         runtime = self._runtime or self._start()
-        message_id, data = _frontend.alias(
-            self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
-        )
+        try:
+            message_id, data = _frontend.alias(
+                self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
+            )
+        except Dropped as dropped:
+            return self._client._drop_filtered_threadsafe(dropped, callback)
         return self._hand_over(runtime, message_id, data, callback)
 
     def odp_event(
@@ -299,7 +318,10 @@ class SyncClient:
         """
         _frontend.check_message(message)
         runtime = self._runtime or self._start()
-        message_id, data = self._encoder.encode(message)
+        try:
+            message_id, data = self._encoder.encode(message)
+        except Dropped as dropped:
+            return self._client._drop_filtered_threadsafe(dropped, callback)
         return self._hand_over(runtime, message_id, data, callback)
 
     # -- the hand-over ---------------------------------------------------------------

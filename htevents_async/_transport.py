@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, final
 
@@ -57,6 +58,8 @@ class Attempt:
     """Whether the request reached the collector: ``False`` when no connection was made."""
     error: str | None = None
     """Why the attempt did not succeed (redacted), ``None`` for a 2xx."""
+    duration: float = 0.0
+    """Seconds from sending the request to its answer (or its failure)."""
 
 
 @final
@@ -316,6 +319,7 @@ class Transport:
         """One request: a final outcome, or ``None`` with the reason to retry and the
         server's ``Retry-After``."""
         retry = attempt > 1
+        started = time.perf_counter()
         try:
             # httpx's timeout bounds each read; this bounds the exchange up to the
             # status line, so a server that trickles bytes cannot hold the batch forever.
@@ -324,7 +328,8 @@ class Transport:
         except (httpx.TransportError, TimeoutError) as exc:
             reason = self._redact(_describe(exc))
             sent = not isinstance(exc, _NOT_SENT)
-            self._on_attempt(Attempt(None, len(body), retry, sent, reason))
+            elapsed = time.perf_counter() - started
+            self._on_attempt(Attempt(None, len(body), retry, sent, reason, elapsed))
             if _certificate_failure(exc):
                 # Sending again cannot fix the trust store or the host name.
                 return Outcome(TLSVerificationError(reason), attempt), reason, None
@@ -333,12 +338,13 @@ class Transport:
         # nothing, and a 2xx is never sent again because of it.
         raw = await self._read_body(response)
         status = response.status_code
+        elapsed = time.perf_counter() - started
         verdict = self._classify(status, response.headers, raw)
         if verdict.outcome == "delivered":
-            self._on_attempt(Attempt(status, len(body), retry))
+            self._on_attempt(Attempt(status, len(body), retry, duration=elapsed))
             return Outcome(None, attempt), "", None
         reason = f"HTTP {status}" if verdict.reason is None else f"HTTP {status}: {verdict.reason}"
-        self._on_attempt(Attempt(status, len(body), retry, True, reason))
+        self._on_attempt(Attempt(status, len(body), retry, True, reason, elapsed))
         if verdict.outcome == "final":
             text = self._redact(_error_text(response, raw))
             if verdict.reason is not None:

@@ -39,7 +39,8 @@ def resolve(protocol: str | WireProtocol) -> WireProtocol:
 
 
 def check_limits(config: Config, protocol: WireProtocol, write_key: str) -> None:
-    """Refuse options that raise a protocol's caps, or leave no room for its envelope."""
+    """Refuse options that raise a protocol's caps, leave no room for its envelope, or
+    that the protocol cannot honour."""
     limits = protocol.limits
     for option, value, cap in (
         ("max_batch_size", config.max_batch_size, limits.batch_events),
@@ -51,6 +52,13 @@ def check_limits(config: Config, protocol: WireProtocol, write_key: str) -> None
                 f"Config.{option} must be at most {cap:,} (the limit of protocol "
                 f"{protocol.name!r}, which options may lower but not raise), got {value:,}"
             )
+    if config.before_send and not isinstance(protocol, SegmentProtocol):
+        # Plugins edit the canonical (Segment-shaped) event and encode it as such; the other
+        # protocols map messages, not edited dicts, so plugins would be silently bypassed.
+        raise ConfigError(
+            f"Config.before_send is supported with protocol='segment' only, got "
+            f"protocol {protocol.name!r}"
+        )
     envelope = protocol.request(write_key, config.url).overhead
     if config.max_message_bytes + envelope > config.max_batch_bytes:
         raise ConfigError(
