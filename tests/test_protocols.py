@@ -442,3 +442,10 @@ async def test_sync_client_speaks_the_protocol(collector: LocalCollector) -> Non
         ("odp", "a"),
         ("odp", "e"),
     ]
+
+
+@pytest.mark.parametrize("protocol", ["posthog", "odp"])
+def test_before_send_needs_the_segment_protocol(protocol: str) -> None:
+    """Plugins edit Segment-shaped events: another protocol refuses them at construction."""
+    with pytest.raises(ConfigError, match="before_send is supported with protocol='segment'"):
+        Client(KEY, protocol=protocol, before_send=lambda event: event)
