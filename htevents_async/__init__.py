@@ -43,6 +43,14 @@ from ._messages import Page as Page
 from ._messages import Screen as Screen
 from ._messages import Track as Track
 from ._plugins import BeforeSend as BeforeSend
+from ._protocols import OdpEvent as OdpEvent
+from ._protocols import OdpProtocol as OdpProtocol
+from ._protocols import PostHogProtocol as PostHogProtocol
+from ._protocols import SegmentProtocol as SegmentProtocol
+from ._seams import Limits as Limits
+from ._seams import RequestSpec as RequestSpec
+from ._seams import Verdict as Verdict
+from ._seams import WireProtocol as WireProtocol
 from ._stats import Statistics as Statistics
 from ._sync import SyncClient as SyncClient
 from ._version import __version__ as __version__
@@ -64,22 +72,30 @@ __all__ = [
     "HTTPStatusError",
     "HteventsError",
     "Identify",
+    "Limits",
     "Message",
     "MessageError",
     "MessageTooLargeError",
     "MessageTypeError",
+    "OdpEvent",
+    "OdpProtocol",
     "OnDrop",
     "OnFailure",
     "OnSuccess",
     "Page",
+    "PostHogProtocol",
     "QueueFullError",
+    "RequestSpec",
     "RetriesExhaustedError",
     "Screen",
+    "SegmentProtocol",
     "ShutdownError",
     "Statistics",
     "SyncClient",
     "TLSVerificationError",
     "Track",
+    "Verdict",
+    "WireProtocol",
     "WrongEventLoopError",
     "__version__",
     "context_scope",

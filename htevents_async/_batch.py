@@ -1,4 +1,5 @@
-"""A batch of encoded events: what hooks receive, and the request body built from it."""
+"""A batch of encoded events: what hooks receive. The request body is the protocol's
+(see :mod:`._protocols`)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,12 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, final
 
-from ._encoding import now_iso
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._errors import DeliveryError
 
-__all__ = ["Batch", "Entry", "body_envelope", "build_body", "envelope_size", "message_id_of"]
+__all__ = ["Batch", "Entry", "message_id_of"]
 
 #: A queued event: its JSON text (pure ASCII), and its per-call callback with the
 #: message id already bound (``None`` without one). The id is not stored apart:
@@ -25,7 +24,7 @@ _decode_string = json.JSONDecoder().raw_decode
 
 
 def message_id_of(text: str) -> str:
-    """The ``messageId`` of an encoded event.
+    """The ``messageId`` of an encoded Segment-spec event (the default protocol's reader).
 
     The encoder writes it before any caller data, so the first occurrence of the
     key is the message's own.
@@ -43,10 +42,14 @@ class Batch:
     them on first use, so hooks that only count cost nothing.
     """
 
-    __slots__ = ("_entries", "_messages")
+    __slots__ = ("_entries", "_id_of", "_messages")
 
-    def __init__(self, entries: Sequence[Entry]) -> None:
+    def __init__(
+        self, entries: Sequence[Entry], id_of: Callable[[str], str] = message_id_of
+    ) -> None:
         self._entries = entries
+        # The protocol's reader: the id is ``messageId``, ``uuid`` or ``idempotence_id``.
+        self._id_of = id_of
         self._messages: list[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
@@ -60,8 +63,9 @@ class Batch:
 
     @property
     def message_ids(self) -> list[str]:
-        """The ``messageId`` of each event, in batch order."""
-        return [message_id_of(entry[0]) for entry in self._entries]
+        """The message id of each event, in batch order."""
+        id_of = self._id_of
+        return [id_of(entry[0]) for entry in self._entries]
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -79,23 +83,3 @@ class Batch:
     def entries(self) -> Sequence[Entry]:
         """The queue entries behind the batch (internal use by the flusher)."""
         return self._entries
-
-
-def body_envelope(write_key: str) -> tuple[bytes, bytes]:
-    """The fixed parts around the joined events, as ``(head, tail_after_sent_at)``.
-
-    ``sentAt`` is written per attempt, between the two parts, so that a retried
-    batch tells the collector when it was really sent.
-    """
-    return b'{"batch":[', b'","writeKey":' + json.dumps(write_key).encode() + b"}"
-
-
-def envelope_size(write_key: str) -> int:
-    """Bytes a request body adds around the joined events for this write key."""
-    head, tail = body_envelope(write_key)
-    return len(head) + len(tail) + len('],"sentAt":"2026-01-01T00:00:00.000Z')
-
-
-def build_body(head: bytes, joined: bytes, tail: bytes) -> bytes:
-    """The request body: the joined events with a fresh ``sentAt``."""
-    return b"".join((head, joined, b'],"sentAt":"', now_iso().encode(), tail))

@@ -23,8 +23,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ._batch import Batch, Entry
-from ._config import MAX_EVENTS_PER_REQUEST, Config
+from ._batch import Batch, Entry, message_id_of
+from ._config import Config
 from ._errors import ClientClosedError, DeliveryError, DroppedError, ShutdownError
 from ._hooks import HookRunner
 from ._logging import RateLimitedLog, logger
@@ -93,7 +93,7 @@ class Batcher:
         self._waiting_for_slot = False
         # How far a batch grows while it waits for a slot: the collector's cap, and
         # never more than the queue holds, so memory stays near max_queue_size.
-        self._grow_to = min(MAX_EVENTS_PER_REQUEST, config.max_queue_size)
+        self._grow_to = min(transport.max_events, config.max_queue_size)
         # Set once close() has emptied the queue for good.
         self._drained = False
         self._envelope = transport.envelope_bytes
@@ -290,7 +290,7 @@ class Batcher:
         if disposition is Disposition.RETRY_LATER:
             return  # not an outcome yet: the store feeds the events back later
         config = self._config
-        wrapped = Batch(batch)
+        wrapped = Batch(batch, self._transport.message_id_of)
         if error is None:
             counters.delivered += count
             counters.batches_delivered += 1
@@ -409,7 +409,13 @@ class Batcher:
     def drop(self, entries: list[Entry], reason: str) -> None:
         """Count events dropped before delivery, warn (rate limited), call ``on_drop``."""
         drop_entries(
-            entries, reason, self._counters, self._hooks, self._warnings, self._config.on_drop
+            entries,
+            reason,
+            self._counters,
+            self._hooks,
+            self._warnings,
+            self._config.on_drop,
+            self._transport.message_id_of,
         )
 
 
@@ -420,6 +426,7 @@ def drop_entries(
     hooks: HookRunner,
     warnings: RateLimitedLog,
     on_drop: Callable[..., Any] | None,
+    id_of: Callable[[str], str] = message_id_of,
 ) -> None:
     """Count, log and report events dropped for ``reason`` (also used before a batcher exists)."""
     counters.drop(reason, len(entries))
@@ -432,7 +439,7 @@ def drop_entries(
         counters.dropped[reason],
     )
     if on_drop is not None:
-        hooks.call("on_drop", on_drop, Batch(entries), reason)
+        hooks.call("on_drop", on_drop, Batch(entries, id_of), reason)
     error = ShutdownError() if reason == "shutdown" else DroppedError(reason)
     for entry in entries:
         if entry[1] is not None:

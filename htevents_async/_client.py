@@ -22,10 +22,9 @@ import attrs
 import httpx
 
 from . import _frontend
-from ._batch import Batch, Entry, envelope_size
+from ._batch import Batch, Entry
 from ._batcher import Batcher, drop_entries
 from ._config import Config
-from ._encoding import Encoder
 from ._errors import (
     ClientClosedError,
     ClientStateError,
@@ -39,8 +38,9 @@ from ._hooks import Callback, HookRunner
 from ._logging import RateLimitedLog, logger
 from ._messages import Id, Message
 from ._plugins import Dropped, Pipeline
+from ._protocols import check_limits, resolve
 from ._retry import is_retryable_status
-from ._seams import Store
+from ._seams import MessageEncoder, Store
 from ._stats import Counters, Statistics
 from ._store import MemoryStore
 from ._transport import Attempt, Transport, default_http_client
@@ -140,13 +140,8 @@ class Client:
             config = attrs.evolve(config, **options)
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigError(f"http_client must be an httpx.AsyncClient, got {http_client!r}")
-        envelope = envelope_size(write_key)
-        if config.max_message_bytes + envelope > config.max_batch_bytes:
-            raise ConfigError(
-                f"Config.max_batch_bytes ({config.max_batch_bytes}) must hold one message of "
-                f"max_message_bytes ({config.max_message_bytes}) plus the {envelope} bytes "
-                "the request body adds with this write key"
-            )
+        self._protocol = protocol = resolve(config.protocol)
+        check_limits(config, protocol, write_key)
         self._config = config
         self._batch_size = config.max_batch_size
         self._high_water = max(config.max_queue_size // 2, config.max_batch_size)
@@ -156,12 +151,12 @@ class Client:
         # yields before it records its own event.
         self._yield_due = False
         self._write_key = write_key
-        # Chosen once: with before_send plugins every call, the plain ones included,
-        # goes through them; without, the calls encode as they always have.
-        self._encoder: Encoder = (
+        # Chosen once: the protocol's encoder, plain fast path included; with before_send
+        # plugins every call, the plain ones included, goes through them.
+        self._encoder: MessageEncoder = (
             Pipeline(config.before_send, config.max_message_bytes)
             if config.before_send
-            else Encoder(config.max_message_bytes)
+            else protocol.encoder(config.max_message_bytes)
         )
         self._counters = Counters()
         # For integrations (metrics): called on the loop with every request attempt, and
@@ -379,6 +374,29 @@ class Client:
             await follow_up
         return message_id
 
+    async def odp_event(
+        self,
+        *,
+        action: str,
+        identifiers: Mapping[str, str],
+        type: str = "fullstack",
+        data: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        callback: Callback | None = None,
+    ) -> str:
+        """Record an Optimizely Data Platform event (``protocol="odp"`` only); returns its
+        idempotence id. ``identifiers`` needs at least one pair; ``data`` values are str,
+        number, bool or None (sent as ``""``)."""
+        if self._yield_due:
+            await self._take_turn()
+        message_id, encoded = _frontend.odp_event(
+            self._encoder, action, identifiers, type, data, message_id
+        )
+        follow_up = self._accept(message_id, encoded, callback)
+        if follow_up is not None:
+            await follow_up
+        return message_id
+
     async def enqueue(self, message: Message, *, callback: Callback | None = None) -> str:
         """Record a prepared message (:class:`Track`, :class:`Identify`, …); returns its id.
 
@@ -546,6 +564,7 @@ class Client:
                 self._hooks,
                 self._warnings,
                 self._config.on_drop,
+                self._protocol.message_id_of,
             )
         elif not batcher.offer(entry):
             batcher.drop([entry], "queue_full")
@@ -577,6 +596,7 @@ class Client:
                 self._http,
                 self._config,
                 self._write_key,
+                protocol=self._protocol,
                 on_attempt=self._count_attempt,
                 own_client=self._owns_http,
             )

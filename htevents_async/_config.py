@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
-from typing import Any, Literal, final
+from typing import TYPE_CHECKING, Any, Literal, final
 
 import attrs
 import httpx
@@ -13,6 +13,9 @@ import httpx
 from ._errors import ConfigError
 from ._hooks import OnDrop, OnFailure, OnSuccess
 from ._plugins import BeforeSend, plugin_chain
+
+if TYPE_CHECKING:
+    from ._seams import WireProtocol
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Config"]
 
@@ -104,6 +107,28 @@ def _host(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise _fail(attribute, "a URL without a query or fragment", value)
 
 
+#: Each built-in protocol's batch path (the protocol modules own the rest).
+PROTOCOL_PATHS = {"segment": DEFAULT_PATH, "posthog": "/batch/", "odp": "/v3/events"}
+
+
+def _protocol(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, str):
+        if value not in PROTOCOL_PATHS:
+            raise _fail(attribute, "'segment', 'posthog', 'odp' or a WireProtocol", value)
+        return
+    from ._seams import WireProtocol
+
+    if not isinstance(value, WireProtocol):
+        raise _fail(attribute, "'segment', 'posthog', 'odp' or a WireProtocol", value)
+
+
+def _default_path(config: Any) -> str:
+    protocol = config.protocol
+    if isinstance(protocol, str):
+        return PROTOCOL_PATHS.get(protocol, DEFAULT_PATH)
+    return str(protocol.default_path)
+
+
 def _overflow(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in ("drop", "wait"):
         raise _fail(attribute, "'drop' or 'wait'", value)
@@ -138,8 +163,14 @@ class Config:
     host: str = attrs.field(default=DEFAULT_HOST, validator=_host)
     """Scheme and authority of the collector, e.g. ``http://127.0.0.1:8787``."""
 
-    path: str = attrs.field(default=DEFAULT_PATH, validator=_url_part("/"))
-    """Path of the batch endpoint."""
+    protocol: str | WireProtocol = attrs.field(default="segment", validator=_protocol)
+    """The collector's API: ``"segment"`` (Hightouch, Segment, RudderStack), ``"posthog"``,
+    ``"odp"`` (Optimizely Data Platform), or a :class:`~htevents_async.WireProtocol`."""
+    path: str = attrs.field(
+        default=attrs.Factory(_default_path, takes_self=True), validator=_url_part("/")
+    )
+    """Path of the batch endpoint; the protocol's own (``/v1/batch``, ``/batch/``,
+    ``/v3/events``) by default."""
 
     max_batch_size: int = attrs.field(
         default=100, validator=(_int_at_least(1), _int_at_most(MAX_EVENTS_PER_REQUEST))

@@ -8,7 +8,7 @@ of the text when a ``before_send`` plugin dropped the event) or raises
 :class:`~htevents_async.MessageError` naming the field.
 
 ``track`` and ``identify`` with a ``str`` user id, a ``dict`` of properties or
-traits and nothing else of the caller's take :meth:`Encoder.encode_plain`, which
+traits and nothing else of the caller's take the protocol's ``encode_plain``, which
 skips building a message object (about half the cost of a call);
 ``test_plain_and_general_encodings_match`` holds the two paths together.
 """
@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._context import current_context
-from ._encoding import Encoder
 from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
 from ._plugins import Dropped
+from ._protocols import OdpEvent
+from ._seams import MessageEncoder as Encoder
 
 __all__ = [
     "alias",
@@ -30,6 +31,7 @@ __all__ = [
     "encode_message",
     "group",
     "identify",
+    "odp_event",
     "page",
     "screen",
     "track",
@@ -257,3 +259,23 @@ def alias(
         )
     except Dropped as dropped:
         return dropped.message_id, dropped
+
+
+def odp_event(
+    encoder: Encoder,
+    action: str,
+    identifiers: Mapping[str, str],
+    type: str,
+    data: Mapping[str, Any] | None,
+    message_id: str | None,
+) -> Encoded:
+    """An ``odp_event`` call's arguments, encoded (only the ODP protocol carries it)."""
+    return encoder.encode(
+        OdpEvent(
+            action=action,
+            identifiers=identifiers,
+            event_type=type,
+            data=data,
+            message_id=message_id,
+        )
+    )

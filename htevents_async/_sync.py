@@ -274,6 +274,24 @@ class SyncClient:
         )
         return self._hand_over(runtime, message_id, data, callback)
 
+    def odp_event(
+        self,
+        *,
+        action: str,
+        identifiers: Mapping[str, str],
+        type: str = "fullstack",
+        data: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        callback: Callback | None = None,
+    ) -> str:
+        """Record an Optimizely Data Platform event (``protocol="odp"`` only); returns its
+        idempotence id. See :meth:`Client.odp_event`."""
+        runtime = self._runtime or self._start()
+        message_id, encoded = _frontend.odp_event(
+            self._encoder, action, identifiers, type, data, message_id
+        )
+        return self._hand_over(runtime, message_id, encoded, callback)
+
     def enqueue(self, message: Message, *, callback: Callback | None = None) -> str:
         """Record a prepared message (:class:`Track`, :class:`Identify`, …); returns its id.
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import gzip
-import json
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import anyio
 import anyio.to_thread
 import attrs
 import httpx
 
-from ._batch import body_envelope, build_body, envelope_size
 from ._config import Config
 from ._errors import (
     DeliveryError,
@@ -24,9 +21,11 @@ from ._errors import (
     RetriesExhaustedError,
     TLSVerificationError,
 )
-from ._retry import RetryPolicy, is_retryable_status, is_success, parse_retry_after
+from ._retry import RetryPolicy
 from ._timeouts import deadline
-from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._seams import WireProtocol
 
 __all__ = ["Attempt", "Outcome", "RequestSlots", "Transport", "default_http_client"]
 
@@ -173,6 +172,7 @@ class Transport:
         config: Config,
         write_key: str,
         *,
+        protocol: WireProtocol,
         on_attempt: Callable[[Attempt], None],
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         own_client: bool = False,
@@ -192,22 +192,23 @@ class Transport:
             backoff_max=config.backoff_max,
             retry_after_max=config.retry_after_max,
         )
-        self._head, self._tail = body_envelope(write_key)
-        self._envelope = envelope_size(write_key)
-        token = base64.b64encode(f"{write_key}:".encode()).decode()
+        # The protocol owns the envelope, the authentication and the reading of answers;
+        # nothing here depends on which one it is.
+        spec = protocol.request(write_key, config.url)
+        self._head, self._tail = spec.head, spec.tail
+        self._envelope = spec.overhead
+        self._classify = protocol.classify
+        self._max_events = protocol.limits.batch_events
+        #: Reads an encoded event's id, for the batches hooks receive.
+        self.message_id_of: Callable[[str], str] = protocol.message_id_of
         # Collectors may echo credentials in an error body, which becomes part of an
         # exception message and a log line; neither may ever carry the key.
         # A key of a few characters would blank out ordinary words of every message
         # while hiding nothing: such a key is no secret worth the name.
-        secrets = {write_key, token, json.dumps(write_key)[1:-1]}
         self._secrets = sorted(
-            (s for s in secrets if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True
+            (s for s in set(spec.secrets) if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True
         )
-        self._headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Basic {token}",
-            "User-Agent": f"htevents-async/{__version__}",
-        }
+        self._headers = dict(spec.headers)
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
         # Our own client has no base URL, params or extra headers to merge into
@@ -254,6 +255,11 @@ class Transport:
         """Bytes the body adds around the joined events."""
         return self._envelope
 
+    @property
+    def max_events(self) -> int:
+        """Most events the collector takes in one request."""
+        return self._max_events
+
     async def deliver(
         self, joined: bytes, slots: RequestSlots, *, holding: bool = False
     ) -> Outcome:
@@ -270,7 +276,7 @@ class Transport:
         try:
             while True:
                 attempt += 1
-                body = build_body(self._head, joined, self._tail)
+                body = b"".join((self._head, joined, self._tail()))
                 if self._gzip:
                     if len(body) >= GZIP_THREAD_THRESHOLD:
                         try:
@@ -333,13 +339,16 @@ class Transport:
         raw = await self._read_body(response)
         status = response.status_code
         elapsed = time.perf_counter() - started
-        if is_success(status):
+        verdict = self._classify(status, response.headers, raw)
+        if verdict.outcome == "delivered":
             self._on_attempt(Attempt(status, len(body), retry, duration=elapsed))
             return Outcome(None, attempt), "", None
-        reason = f"HTTP {status}"
+        reason = f"HTTP {status}" if verdict.reason is None else f"HTTP {status}: {verdict.reason}"
         self._on_attempt(Attempt(status, len(body), retry, True, reason, elapsed))
-        if not is_retryable_status(status):
+        if verdict.outcome == "final":
             text = self._redact(_error_text(response, raw))
+            if verdict.reason is not None:
+                text = f"{verdict.reason}: {text}"
             error = HTTPStatusError(status, text, url=self._display_url)
             return Outcome(error, attempt), reason, None
-        return None, reason, parse_retry_after(response.headers.get("retry-after"))
+        return None, reason, verdict.retry_after

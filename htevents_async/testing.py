@@ -53,6 +53,8 @@ import httpx
 from ._client import Client
 from ._encoding import _normalise, _plain_encode, _splice_decimals, format_datetime
 from ._messages import Id
+from ._protocols import resolve
+from ._seams import WireProtocol
 
 __all__ = [
     "ZERO_DELAYS",
@@ -96,18 +98,20 @@ class CapturedRequest:
     """Request headers, names in lower case."""
     gzip: bool
     """Whether the body was gzip-compressed on the wire."""
-    body: Mapping[str, Any]
-    """The decoded JSON body: ``batch``, ``sentAt``, ``writeKey``."""
+    body: Any
+    """The decoded JSON body: for the Segment spec ``batch``, ``sentAt``, ``writeKey``; for
+    PostHog ``api_key``, ``batch``, ``sent_at``; for ODP the array of events."""
     status: int | None
     """The status answered, or ``None`` when a scripted exception was raised instead."""
     error: str | None = None
     """The scripted exception raised for this request, as text."""
+    events: Sequence[dict[str, Any]] = ()
+    """The events of the body as the client's protocol reads them, in order."""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
         """The messages of the batch, in order."""
-        batch = self.body.get("batch")
-        return list(batch) if isinstance(batch, list) else []
+        return list(self.events)
 
     @property
     def delivered(self) -> bool:
@@ -378,7 +382,10 @@ class CapturingTransport(httpx.AsyncBaseTransport):
         *,
         default_status: int = 200,
         captured: CapturedEvents | None = None,
+        protocol: str | WireProtocol = "segment",
     ) -> None:
+        # Bodies are read through the protocol the client speaks (pass the same one).
+        self._protocol = resolve(protocol)
         self._script: collections.deque[int | BaseException] = collections.deque(statuses)
         self._default_status = default_status
         #: What was recorded.
@@ -388,10 +395,17 @@ class CapturingTransport(httpx.AsyncBaseTransport):
         """Decode and record ``request``; answer it with the next scripted status."""
         raw = await request.aread()
         compressed = request.headers.get("content-encoding", "").lower() == "gzip"
-        body = json.loads(gzip.decompress(raw) if compressed else raw)
+        plain = gzip.decompress(raw) if compressed else raw
+        body = json.loads(plain)
         answer = self._script.popleft() if self._script else self._default_status
         headers = {name.lower(): value for name, value in request.headers.items()}
-        common = {"url": str(request.url), "headers": headers, "gzip": compressed, "body": body}
+        common = {
+            "url": str(request.url),
+            "headers": headers,
+            "gzip": compressed,
+            "body": body,
+            "events": self._protocol.decode_body(plain),
+        }
         if isinstance(answer, BaseException):
             self.captured.record(CapturedRequest(**common, status=None, error=repr(answer)))
             raise answer
@@ -402,7 +416,9 @@ class CapturingTransport(httpx.AsyncBaseTransport):
 def _build(
     write_key: str, statuses: Sequence[int | BaseException], options: Mapping[str, Any]
 ) -> tuple[Client, CapturedEvents, httpx.AsyncClient]:
-    transport = CapturingTransport(statuses)
+    config = options.get("config")
+    protocol = options.get("protocol", "segment" if config is None else config.protocol)
+    transport = CapturingTransport(statuses, protocol=protocol)
     http = httpx.AsyncClient(transport=transport)
     client = Client(write_key, http_client=http, **{**ZERO_DELAYS, **options})
     transport.captured._client = client

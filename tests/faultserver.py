@@ -100,8 +100,9 @@ class ReceivedRequest:
     """Lower-case names; the last value wins."""
     peer: tuple[str, int] = ("", 0)
     """The client's address: one per connection, so reuse shows as a repeated peer."""
-    body: dict[str, Any] | None = None
-    """The decoded JSON body; ``None`` if it was not read or not JSON."""
+    body: Any = None
+    """The decoded JSON body (an object, or an ODP array); ``None`` if it was not read or
+    not JSON."""
     action: Action | None = None
     status: int | None = None
     """The status actually sent; ``None`` when the request was reset, left hanging, or the
@@ -110,7 +111,7 @@ class ReceivedRequest:
     @property
     def batch(self) -> list[dict[str, Any]]:
         """The messages of the batch (empty if the body was not read)."""
-        batch = self.body.get("batch") if self.body else None
+        batch = self.body.get("batch") if isinstance(self.body, dict) else None
         return batch if isinstance(batch, list) else []
 
     @property
@@ -399,11 +400,12 @@ async def _client_leaves(reader: asyncio.StreamReader, timeout: float | None) ->
     return True
 
 
-def _decode(raw: bytes, headers: Mapping[str, str]) -> dict[str, Any] | None:
+def _decode(raw: bytes, headers: Mapping[str, str]) -> Any:
     try:
         if headers.get("content-encoding") == "gzip":
             raw = gzip.decompress(raw)
         body = json.loads(raw)
     except (OSError, ValueError):
         return None
-    return body if isinstance(body, dict) else None
+    # Objects, and the bare arrays of the ODP protocol.
+    return body if isinstance(body, (dict, list)) else None

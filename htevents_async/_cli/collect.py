@@ -7,8 +7,8 @@ import argparse
 from ._common import EXIT_FAILED, EXIT_OK, fail, load_optional
 
 DESCRIPTION = (
-    "Run a local Segment-spec collector (POST /v1/batch) with a live event viewer at its "
-    "root URL, until Ctrl+C."
+    "Run a local collector (Segment spec POST /v1/batch, PostHog POST /batch/, ODP POST "
+    "/v3/events) with a live event viewer at its root URL, until Ctrl+C."
 )
 
 

@@ -5,6 +5,8 @@ Routes:
 * ``POST /v1/batch``: accept a batch (gzip or plain JSON), 200 ``{"success": true}``;
   401 without a valid write key; 415 unless ``Content-Type: application/json``; 400 with
   ``{"success": false, "error": ...}`` otherwise; 500 if the sink could not store it.
+* ``POST /batch/`` (PostHog) and ``POST /v3/events`` (Optimizely Data Platform): the
+  same, for those protocols (see :mod:`._protocols`).
 * ``GET /v1/events``: stored messages, newest first, filtered by ``type``, ``user_id`` and
   ``event`` (case-insensitive substrings), ``after`` and ``before`` (sequence numbers,
   exclusive) and ``limit``.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any, Final, Protocol
 
@@ -40,6 +42,7 @@ from ._ingest import (
     parse_body,
     validate_batch,
 )
+from ._protocols import PROTOCOL_ROUTES, Ingest
 from ._store import EventStore, RequestRecord, StoredEvent, utc_now_iso
 
 MAX_BODY_BYTES: Final = 512 * 1024
@@ -119,12 +122,29 @@ def create_app(
     # visible in sequence order and a failed write can give its numbers back.
     storing = asyncio.Lock()
 
-    async def post_batch(request: Request) -> Response:
+    def segment_ingest(headers: dict[str, str], decoded: bytes) -> tuple[Any, list[dict[str, Any]]]:
+        body = parse_body(decoded)
+        try:
+            check_write_key(key_from_authorization(headers.get("authorization")), body, write_key)
+            return body, validate_batch(body)
+        except IngestError as exc:
+            exc.body = body
+            raise
+
+    def make_post(ingest: Ingest, accepted_answer: Callable[[], Response]) -> Any:
+        async def post(request: Request) -> Response:
+            return await post_batch(request, ingest, accepted_answer)
+
+        return post
+
+    async def post_batch(
+        request: Request, ingest: Ingest, accepted_answer: Callable[[], Response]
+    ) -> Response:
         received_at = utc_now_iso()
         headers = _headers(request)
         raw = bytearray()
         size = 0
-        body: dict[str, Any] | None = None
+        body: Any = None
         was_gzip = False
         try:
             # Keep reading past the cap, discarding, so that the client sees the 400
@@ -143,20 +163,19 @@ def create_app(
                 raise IngestError(
                     400, f"body is {size} bytes, over the {max_body_bytes} byte limit"
                 )
-            header_key = key_from_authorization(headers.get("authorization"))
             decoded, was_gzip = decompress(
                 bytes(raw), headers.get("content-encoding"), max_bytes=max_body_bytes
             )
-            body = parse_body(decoded)
-            check_write_key(header_key, body, write_key)
-            messages = validate_batch(body)
+            body, messages = ingest(headers, decoded)
         except IngestError as exc:
+            body = exc.body if body is None else body
             store.add_request(
                 RequestRecord(received_at, headers, was_gzip, size, body, exc.status, exc.reason)
             )
             return _error(exc)
 
-        status, error = 200, None
+        answer = accepted_answer()
+        status, error = answer.status_code, None
         accepted: list[StoredEvent] = []
         async with storing:
             prepared = store.prepare(messages, received_at, len(decoded))
@@ -173,7 +192,7 @@ def create_app(
         )
         if error is not None:
             return JSONResponse({"success": False, "error": error}, status_code=status)
-        return JSONResponse({"success": True})
+        return answer
 
     async def get_events(request: Request) -> Response:
         params = request.query_params
@@ -218,7 +237,15 @@ def create_app(
 
     return Starlette(
         routes=[
-            Route("/v1/batch", post_batch, methods=["POST"]),
+            Route(
+                "/v1/batch",
+                make_post(segment_ingest, lambda: JSONResponse({"success": True})),
+                methods=["POST"],
+            ),
+            *(
+                Route(path, make_post(factory(write_key), answer), methods=["POST"])
+                for path, factory, answer in PROTOCOL_ROUTES
+            ),
             Route("/v1/events", get_events, methods=["GET"]),
             Route("/stats", get_stats, methods=["GET"]),
             Route("/", get_viewer, methods=["GET"]),

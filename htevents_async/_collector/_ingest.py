@@ -23,6 +23,9 @@ _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS  # zlib's way of saying "expect a gzip 
 class IngestError(Exception):
     """A request the collector refuses: ``status`` is the HTTP status, the message says why."""
 
+    #: The decoded body, when the request got as far as that (for the request record).
+    body: Any = None
+
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status

@@ -55,8 +55,9 @@ class RequestRecord:
     """Whether the body was sent with ``Content-Encoding: gzip``."""
     body_size: int
     """Bytes of body on the wire (compressed size for gzip)."""
-    body: dict[str, Any] | None
-    """The decoded JSON body, or None when it could not be decoded."""
+    body: Any
+    """The decoded JSON body (an object; for ODP an array), or None when it could not be
+    decoded."""
     status: int
     """The HTTP status the collector answered with."""
     error: str | None = None
@@ -64,7 +65,7 @@ class RequestRecord:
 
     def __repr__(self) -> str:
         # Headers and body carry the write key; reprs end up in test reports and logs.
-        batch = self.body.get("batch") if self.body is not None else None
+        batch = self.body.get("batch") if isinstance(self.body, dict) else self.body
         size = len(batch) if isinstance(batch, list) else None
         return (
             f"<RequestRecord status={self.status} gzip={self.gzip} body_size={self.body_size}"
