@@ -79,6 +79,17 @@ def _host(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise _fail(attribute, "an http:// or https:// URL", value)
 
 
+def _optional_http_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _host(_, attribute, value)
+
+
+def _optional_token(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        # Never the value itself: it is a secret.
+        raise ConfigError(f"Config.{attribute.name} must be a non-empty str or None")
+
+
 def _overflow(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in ("drop", "wait"):
         raise _fail(attribute, "'drop' or 'wait'", value)
@@ -196,6 +207,16 @@ class Config:
     (``disable=True``) or inherited across ``os.fork()`` are counted in
     :meth:`Client.statistics` and logged, but not passed here: the first happen by
     choice, the second belong to the parent process."""
+
+    # -- deletion (see Client.delete); a credential apart from the write key ----------
+
+    regulations_url: str | None = attrs.field(default=None, validator=_optional_http_url)
+    """Full URL of the regulations endpoint that :meth:`Client.delete` posts to, e.g.
+    ``https://api.segmentapis.com/regulations``; ``None`` (default) disables ``delete``."""
+
+    regulations_token: str | None = attrs.field(default=None, repr=False, validator=_optional_token)
+    """Bearer token of the regulations endpoint (a workspace token, not the write key).
+    Never shown in reprs."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_batch_size > self.max_queue_size:

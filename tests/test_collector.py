@@ -469,6 +469,8 @@ async def test_stats_count_messages_requests_and_bytes(
         "requests": 2,
         "rejected": 1,
         "bytes_received": sum(r.body_size for r in collector.requests),
+        "suppressed": 0,
+        "regulations": 0,
     }
     assert collector.stats().as_dict() == stats
 

@@ -7,6 +7,8 @@ Routes:
 * ``GET /v1/events``: stored messages, newest first, filtered by ``type``, ``user_id``,
   ``event``, ``after`` (a sequence number) and ``limit``.
 * ``GET /stats``: the counters of :class:`CollectorStats`.
+* ``POST /regulations``, ``GET /regulations``, ``DELETE /regulations/{id}``: user
+  deletion and suppression (see ``_regulations``).
 * ``GET /``: the live event viewer.
 """
 
@@ -31,6 +33,7 @@ from ._ingest import (
     parse_body,
     validate_batch,
 )
+from ._regulations import DatabaseEraser, regulation_routes
 from ._store import EventStore, RequestRecord, StoredEvent, utc_now_iso
 
 MAX_BODY_BYTES: Final = 512 * 1024
@@ -87,11 +90,15 @@ def create_app(
     write_key: str | None = None,
     sink: EventSink | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    regulations_token: str | None = None,
+    database: DatabaseEraser | None = None,
 ) -> Starlette:
     """Build the collector application around ``store``.
 
     ``write_key``, when given, is the only key accepted; otherwise any non-empty key is.
     ``sink`` receives every accepted batch before the client gets its 200.
+    ``regulations_token``, when given, is the only bearer token ``/regulations`` accepts;
+    a deletion also removes the user's rows from ``database``.
     """
     viewer = _viewer_html()
 
@@ -181,5 +188,6 @@ def create_app(
             Route("/v1/events", get_events, methods=["GET"]),
             Route("/stats", get_stats, methods=["GET"]),
             Route("/", get_viewer, methods=["GET"]),
+            *regulation_routes(store.regulations, store, database, token=regulations_token),
         ]
     )

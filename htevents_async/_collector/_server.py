@@ -70,7 +70,8 @@ class LocalCollector:
 
     ``port=0`` picks a free port. With ``write_key`` only that key is accepted, otherwise
     any non-empty key. With ``db_path`` messages are also kept in an SQLite file and the
-    newest ``max_messages`` of them are loaded back at start.
+    newest ``max_messages`` of them are loaded back at start. ``/regulations`` (user
+    deletion, see ``Client.delete``) takes any bearer token, or only ``regulations_token``.
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class LocalCollector:
         max_messages: int = 100_000,
         max_requests: int = 1_000,
         max_body_bytes: int = MAX_BODY_BYTES,
+        regulations_token: str | None = None,
     ) -> None:
         """Configure the collector; nothing is bound or opened until it is entered."""
         self._host = host
@@ -91,6 +93,7 @@ class LocalCollector:
         self._db_path = db_path
         self._max_messages = max_messages
         self._max_body_bytes = max_body_bytes
+        self._regulations_token = regulations_token
         self._store = EventStore(max_messages=max_messages, max_requests=max_requests)
         self._state = _State.UNOPENED
         self._url: str | None = None
@@ -184,6 +187,8 @@ class LocalCollector:
                 write_key=self._write_key,
                 sink=self._db,
                 max_body_bytes=self._max_body_bytes,
+                regulations_token=self._regulations_token,
+                database=self._db,
             )
             config = uvicorn.Config(
                 app,

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ._regulations import Regulations
+
 
 def utc_now_iso() -> str:
     """The current time as ISO-8601 in UTC with milliseconds, the way the wire format writes it."""
@@ -77,6 +79,10 @@ class CollectorStats:
     """Batch requests answered with an error status since start."""
     bytes_received: int
     """Body bytes received on the wire since start."""
+    suppressed: int = 0
+    """Messages dropped since start because a regulation suppresses their user."""
+    regulations: int = 0
+    """Regulations (user deletions and suppressions) in force."""
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict."""
@@ -118,6 +124,8 @@ class EventStore:
         self._last_seq = 0
         self._counters = _Counters()
         self._waiters: set[asyncio.Future[None]] = set()
+        self.regulations = Regulations()
+        """User suppressions: their messages are counted, never stored."""
 
     @property
     def last_seq(self) -> int:
@@ -147,7 +155,7 @@ class EventStore:
     ) -> list[StoredEvent]:
         """Number the messages, stamp ``receivedAt`` and store them; return what was stored."""
         stored = []
-        for message in messages:
+        for message in self.regulations.admit(messages):
             self._last_seq += 1
             # A copy, so that the request record keeps the body exactly as it was sent.
             event = StoredEvent(self._last_seq, {**message, "receivedAt": received_at})
@@ -202,6 +210,14 @@ class EventStore:
             found.reverse()
         return found
 
+    def remove_user(self, user_id: str) -> int:
+        """Forget the stored messages whose ``userId`` is ``user_id``; return how many."""
+        kept = [e for e in self._events if str(e.message.get("userId")) != user_id]
+        removed = len(self._events) - len(kept)
+        if removed:
+            self._events = deque(kept, maxlen=self._events.maxlen)
+        return removed
+
     def requests(self) -> list[RequestRecord]:
         """The request records still held, oldest first."""
         return list(self._requests)
@@ -216,6 +232,8 @@ class EventStore:
             requests=counters.requests,
             rejected=counters.rejected,
             bytes_received=counters.bytes_received,
+            suppressed=self.regulations.suppressed,
+            regulations=len(self.regulations),
         )
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
