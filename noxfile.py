@@ -12,7 +12,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typing", "tests"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-EXTRAS = ".[cli,fastapi,aiohttp,orjson,temporal]"
+EXTRAS = ".[cli,fastapi,aiohttp,orjson,django,flask,celery,temporal]"
 
 
 def _group(name: str) -> list[str]:
@@ -49,11 +49,27 @@ def _ensure_chromium(session: nox.Session) -> None:
         session.warn("Could not install Chromium: the viewer's browser tests will skip")
 
 
+def _ensure_redis(session: nox.Session) -> None:
+    """Install Debian's redis-server, the Celery tests' broker; without root and apt they skip."""
+    if shutil.which("redis-server") or not shutil.which("apt-get"):
+        return
+    if getattr(os, "geteuid", lambda: -1)() != 0:
+        session.warn("redis-server missing and not root: the Celery tests will skip")
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        session.run("apt-get", "update", external=True, env=env)
+        session.run("apt-get", "install", "-y", "redis-server", external=True, env=env)
+    except nox.command.CommandFailed:
+        session.warn("Could not install redis-server: the Celery tests will skip")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite, against real servers on 127.0.0.1."""
     session.install(*_group("test"), EXTRAS)
     _ensure_chromium(session)
+    _ensure_redis(session)
     session.run("pytest", *session.posargs)
 
 

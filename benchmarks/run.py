@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import collector
-from sdks import ADAPTERS, Adapter
+from sdks import ADAPTERS, Adapter, ThreadAdapter
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "worker.py"
@@ -44,7 +44,7 @@ class Scenario:
 
     name: str
     mode: str
-    """Worker mode: ``throughput``, ``backlog`` or ``eventloop``."""
+    """Worker mode: ``throughput``, ``threads``, ``backlog`` or ``eventloop``."""
     size: str
     """Which event count applies: ``n``, ``n_small`` or ``n_long``."""
     gzip: bool = False
@@ -58,6 +58,8 @@ class Scenario:
     """Memory figures barely move between repetitions; one run saves minutes."""
     only: tuple[str, ...] = ()
     """Run for these SDKs only (all when empty)."""
+    threads: int = 0
+    """Producer threads (``threads`` mode only, which runs thread-based SDKs only)."""
 
     @property
     def delivers(self) -> bool:
@@ -87,6 +89,9 @@ def scenarios(fail_every: int) -> list[Scenario]:
         # Compression is compared at one N, off then on, next to each other in time.
         Scenario("gzip-off", "throughput", "n_small", gzip_only=True),
         Scenario("gzip", "throughput", "n_small", gzip=True, gzip_only=True),
+        # Sync code: plain threads calling SyncClient and the thread-based peers.
+        Scenario("sync-1", "threads", "n", threads=1),
+        Scenario("sync-8", "threads", "n", threads=8),
     ]
 
 
@@ -153,6 +158,8 @@ def run_one(
         str(burst),
         "--gap-ms",
         str(gap_ms),
+        "--threads",
+        str(max(scenario.threads, 1)),
     ]
     if scenario.gzip:
         command.append("--gzip")
@@ -320,20 +327,28 @@ TARGETS: list[tuple[str, str, str, str, str, float]] = [
     ("RSS per 100k queued", "backlog", "backlog_mb_per_100k", "peer", "<=", 0.5),
     ("sustained events/s with 10 % 500s", "sustained-fault", "delivered_eps", "own", ">=", 0.8),
 ]
+# The same for SyncClient (issue #13): per call from plain threads, against the best
+# thread-based peer.
+SYNC_TARGETS: list[tuple[str, str, str, str, str, float]] = [
+    ("SyncClient per call, 1 thread", "sync-1", "per_call_us", "peer", "<=", 0.2),
+    ("SyncClient per call, 8 threads", "sync-8", "per_call_us", "peer", "<=", 0.2),
+]
 
 
 def targets(runs: list[dict[str, Any]], adapters: list[Adapter], reps: int) -> str:
     """The issue's targets for htevents-async: median per-repetition ratios, met or not."""
     names = {a.name for a in adapters}
-    if "htevents_async" not in names:
+    checks = [(row, "htevents_async") for row in TARGETS if "htevents_async" in names]
+    checks += [(row, "htevents_sync") for row in SYNC_TARGETS if "htevents_sync" in names]
+    if not checks:
         return ""
     peers = [a.name for a in adapters if a.is_peer]
     ok = {(r["scenario"], r["sdk"], r["rep"]): r for r in runs if r.get("ok")}
     rows = []
-    for label, scenario, metric, versus, op, bound in TARGETS:
+    for (label, scenario, metric, versus, op, bound), own_sdk in checks:
         ratios = []
         for rep in range(reps):
-            own = ok.get((scenario, "htevents_async", rep), {}).get(metric)
+            own = ok.get((scenario, own_sdk, rep), {}).get(metric)
             if versus == "peer":
                 values = [
                     ok[(scenario, p, rep)].get(metric) for p in peers if (scenario, p, rep) in ok
@@ -405,6 +420,8 @@ def render(
     main_rows = []
     for a in adapters:
         s = a.name
+        if a.threads_only:
+            continue
         main_rows.append(
             [
                 labels[s] + failed("throughput", s),
@@ -528,8 +545,36 @@ def render(
         ],
         gzip_rows,
     )
+    sync_rows = []
+    for a in adapters:
+        s = a.name
+        if s not in summary.get("sync-1", {}) and s not in summary.get("sync-8", {}):
+            continue
+        row = [labels[s] + failed("sync-1", s) + failed("sync-8", s)]
+        for scenario in ("sync-1", "sync-8"):
+            arrived, n = get(scenario, s, "arrived_min"), get(scenario, s, "n")
+            row += [
+                _fmt(get(scenario, s, "per_call_us")),
+                _ratio(get(scenario, s, "per_call_us_vs_best_peer")),
+                f"{_fmt(arrived)} / {_fmt(n)}",
+            ]
+        sync_rows.append(row)
+    sync = ""
+    if sync_rows:
+        header = ["SDK"]
+        for threads in (1, 8):
+            header += [
+                f"µs per call, {threads} thread{'s' if threads > 1 else ''}",
+                "vs best peer",
+                "arrived / sent",
+            ]
+        sync = (
+            f"### Sync code: calls from plain threads (N={sizes['n']:,})\n\n"
+            f"{_table(header, sync_rows)}\n\n"
+        )
     return (
         f"### Throughput, event loop, memory (N={sizes['n']:,})\n\n{main}\n\n"
+        f"{sync}"
         f"### Faults: every 10th upload answered 500 (N={sizes['n_small']:,})\n\n{fault}\n\n"
         f"### gzip off → on (N={sizes['n_small']:,})\n\n{gzip}\n"
     )
@@ -584,9 +629,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenarios",
-        default="throughput,backlog,eventloop,fault,sustained,sustained-fault,gzip-off,gzip",
+        default="throughput,backlog,eventloop,fault,sustained,sustained-fault,gzip-off,gzip,"
+        "sync-1,sync-8",
         help="comma-separated subset of: throughput, backlog, eventloop, fault, sustained, "
-        "sustained-fault, gzip-off, gzip",
+        "sustained-fault, gzip-off, gzip, sync-1, sync-8",
     )
     parser.add_argument(
         "--n", type=int, help="track calls per run (default 100,000; --quick: 2,000)"
@@ -661,6 +707,11 @@ def main(argv: list[str] | None = None) -> int:
                     if scenario.first_rep_only and rep > 0:
                         continue
                     if scenario.only and adapter.name not in scenario.only:
+                        continue
+                    if scenario.mode == "threads":
+                        if not isinstance(adapter, ThreadAdapter):
+                            continue
+                    elif adapter.threads_only:
                         continue
                     record = run_one(
                         python=python,

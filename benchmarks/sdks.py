@@ -58,6 +58,8 @@ class Adapter(ABC):
     is_peer: ClassVar[bool] = True
     """Third-party SDKs; the ratio columns compare against the best of them."""
     supports_gzip: ClassVar[bool] = True
+    threads_only: ClassVar[bool] = False
+    """Measured only in the scenarios that call from plain threads (``sync-1``, ``sync-8``)."""
 
     def missing(self) -> str | None:
         """Why this adapter cannot run here, or ``None`` if it can."""
@@ -376,10 +378,66 @@ class HteventsAsync(AsyncAdapter):
         return result
 
 
+class HteventsSync(ThreadAdapter):
+    """This project's ``SyncClient``, for code without an event loop (README "Sync code")."""
+
+    name = "htevents_sync"
+    label = "htevents-async SyncClient"
+    distribution = "htevents-async"
+    module = "htevents_async"
+    is_peer = False
+    threads_only = True
+    client: Any
+
+    def missing(self) -> str | None:
+        """The package may be importable before its ``SyncClient`` exists."""
+        reason = super().missing()
+        if reason is None and not hasattr(importlib.import_module("htevents_async"), "SyncClient"):
+            reason = "htevents_async has no SyncClient yet"
+        return reason
+
+    def open(self, settings: Settings) -> None:
+        import htevents_async
+
+        self.client = htevents_async.SyncClient(
+            settings.write_key,
+            host=settings.host,
+            max_queue_size=settings.max_queue,
+            max_batch_size=settings.batch_size,
+            gzip=settings.gzip,
+            flush_interval=settings.flush_interval,
+        )
+        self._flush_timeout = settings.flush_timeout
+
+    def calls(self, start: int, count: int) -> None:
+        track, users = self.client.track, USER_IDS
+        for i in range(start, start + count):
+            track(
+                user_id=users[i % 1000],
+                event=EVENT,
+                properties={"total": 29.99, "currency": "USD", "index": i},
+            )
+
+    def flush(self) -> None:
+        self._pending_after_flush = self.client.flush(timeout=self._flush_timeout)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def statistics(self) -> dict[str, Any]:
+        """The client's own ``statistics()``, as a plain dict."""
+        import attrs
+
+        result = attrs.asdict(self.client.statistics())
+        result["pending_after_flush"] = getattr(self, "_pending_after_flush", None)
+        return result
+
+
 ADAPTERS: dict[str, type[Adapter]] = {
     adapter.name: adapter
     for adapter in (
         HteventsAsync,
+        HteventsSync,
         Naive,
         Hightouch,
         Segment,

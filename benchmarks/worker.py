@@ -7,6 +7,10 @@ inherits another's threads, imports, caches or heap. Modes:
     N track calls back to back (from a coroutine for async SDKs, a plain loop for
     thread-based ones), then flush and close. Reports the call time, the process CPU
     time (all threads) from the first call until the flush returned, and RSS.
+``threads``
+    The N calls split over K plain threads started together (``--threads``), for
+    thread-based SDKs: what sync code (WSGI workers, task pools) sees. Reports the time
+    from the start until every thread finished its calls, per event, then flushes.
 ``backlog``
     The collector parks every upload, so after N calls nearly all N events sit inside
     the SDK; reports the RSS growth, then leaves with ``os._exit`` (nothing is
@@ -30,6 +34,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from typing import Any
 
@@ -72,6 +77,39 @@ def throughput_thread(adapter: ThreadAdapter, settings: Settings, n: int) -> dic
     stats = adapter.statistics()
     adapter.close()
     return _throughput_result(n, t0, t1, t2, cpu0, cpu2, rss_before, rss_after_calls, stats)
+
+
+def throughput_threads(
+    adapter: ThreadAdapter, settings: Settings, n: int, threads: int
+) -> dict[str, Any]:
+    """N calls split over ``threads`` plain threads started at once, then a blocking flush."""
+    adapter.open(settings)
+    share = [n // threads + (1 if k < n % threads else 0) for k in range(threads)]
+    starts = [sum(share[:k]) for k in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+
+    def produce(k: int) -> None:
+        barrier.wait()
+        adapter.calls(starts[k], share[k])
+
+    workers = [threading.Thread(target=produce, args=(k,)) for k in range(threads)]
+    for worker in workers:
+        worker.start()
+    gc.collect()
+    rss_before = current_rss_bytes()
+    cpu0, t0 = time.process_time(), time.monotonic()
+    barrier.wait()
+    for worker in workers:
+        worker.join()
+    t1 = time.monotonic()
+    rss_after_calls = current_rss_bytes()
+    adapter.flush()
+    t2, cpu2 = time.monotonic(), time.process_time()
+    stats = adapter.statistics()
+    adapter.close()
+    result = _throughput_result(n, t0, t1, t2, cpu0, cpu2, rss_before, rss_after_calls, stats)
+    result["threads"] = threads
+    return result
 
 
 async def throughput_async(adapter: AsyncAdapter, settings: Settings, n: int) -> dict[str, Any]:
@@ -230,10 +268,13 @@ def main() -> None:
     """Parse arguments, run one mode for one SDK, print the JSON result."""
     parser = argparse.ArgumentParser(description="One benchmark measurement in this process.")
     parser.add_argument("--sdk", required=True, choices=sorted(ADAPTERS))
-    parser.add_argument("--mode", required=True, choices=["throughput", "backlog", "eventloop"])
+    parser.add_argument(
+        "--mode", required=True, choices=["throughput", "threads", "backlog", "eventloop"]
+    )
     parser.add_argument("--host", required=True, help="collector base URL")
     parser.add_argument("--n", type=int, required=True, help="number of track calls")
     parser.add_argument("--gzip", action="store_true", help="compress request bodies")
+    parser.add_argument("--threads", type=int, default=1, help="threads: producer threads")
     parser.add_argument("--burst", type=int, default=1000, help="eventloop: calls per burst")
     parser.add_argument(
         "--gap-ms", type=float, default=10.0, help="eventloop: sleep between bursts"
@@ -249,6 +290,9 @@ def main() -> None:
         else:
             assert isinstance(adapter, AsyncAdapter)
             result = asyncio.run(throughput_async(adapter, settings, args.n))
+    elif args.mode == "threads":
+        assert isinstance(adapter, ThreadAdapter)
+        result = throughput_threads(adapter, settings, args.n, args.threads)
     elif args.mode == "backlog":
         assert isinstance(adapter, (ThreadAdapter, AsyncAdapter))
         result = backlog(adapter, settings, args.n)

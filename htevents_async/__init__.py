@@ -30,6 +30,7 @@ from ._errors import MessageTypeError as MessageTypeError
 from ._errors import QueueFullError as QueueFullError
 from ._errors import RetriesExhaustedError as RetriesExhaustedError
 from ._errors import ShutdownError as ShutdownError
+from ._errors import TLSVerificationError as TLSVerificationError
 from ._errors import WrongEventLoopError as WrongEventLoopError
 from ._hooks import Callback as Callback
 from ._hooks import OnDrop as OnDrop
@@ -43,6 +44,7 @@ from ._messages import Page as Page
 from ._messages import Screen as Screen
 from ._messages import Track as Track
 from ._stats import Statistics as Statistics
+from ._sync import SyncClient as SyncClient
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -75,6 +77,8 @@ __all__ = [
     "Screen",
     "ShutdownError",
     "Statistics",
+    "SyncClient",
+    "TLSVerificationError",
     "Track",
     "WrongEventLoopError",
     "__version__",

@@ -18,17 +18,19 @@ Concurrency invariants (everything here runs on the client's event loop):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from ._batch import Batch, Entry
-from ._config import Config
+from ._config import MAX_EVENTS_PER_REQUEST, Config
 from ._errors import ClientClosedError, DeliveryError, DroppedError, ShutdownError
 from ._hooks import HookRunner
 from ._logging import RateLimitedLog, logger
 from ._stats import Counters
-from ._transport import Outcome, Transport
+from ._timeouts import deadline
+from ._transport import Outcome, RequestSlots, Transport
 
 __all__ = ["Batcher"]
 
@@ -64,7 +66,7 @@ class Batcher:
         # Requests on the wire, and batches out of the queue but not finished
         # (sending or waiting to retry): a batch backing off frees its request slot,
         # and the wider bound keeps memory finite while the collector is down.
-        self._slots = asyncio.Semaphore(config.max_concurrent_requests)
+        self._slots = RequestSlots(config.max_concurrent_requests, self._slot_freed)
         self._outstanding = asyncio.Semaphore(config.max_concurrent_requests * OUTSTANDING_PER_SLOT)
         # Delivery tasks and the number of events each carries.
         self._tasks: dict[asyncio.Task[None], int] = {}
@@ -79,6 +81,13 @@ class Batcher:
         self._forming: list[Entry] = []
         self._carry: Entry | None = None
         self._closing = False
+        # Queued events (with the batch in hand) that wake a flusher waiting to fill:
+        # max_batch_size, or the hard cap while every request slot is busy.
+        self._wake_at = config.max_batch_size
+        self._waiting_for_slot = False
+        # How far a batch grows while it waits for a slot: the collector's cap, and
+        # never more than the queue holds, so memory stays near max_queue_size.
+        self._grow_to = min(MAX_EVENTS_PER_REQUEST, config.max_queue_size)
         # Set once close() has emptied the queue for good.
         self._drained = False
         self._envelope = transport.envelope_bytes
@@ -98,7 +107,7 @@ class Batcher:
         queued = queue.qsize()
         # The flusher may already hold part of the batch: count it, or a batch
         # that is full would still wait for flush_interval.
-        if self._waiter is not None and len(self._forming) + queued >= self._config.max_batch_size:
+        if self._waiter is not None and len(self._forming) + queued >= self._wake_at:
             self._wake()
         return queued
 
@@ -110,17 +119,25 @@ class Batcher:
         if self.offer(entry):
             return True
         try:
-            await asyncio.wait_for(self.queue.put(entry), timeout)
-        except asyncio.TimeoutError:
+            # Bounded in this task (no wait_for task): the put and the check below
+            # run with nothing in between, so close() cannot drain the event unseen.
+            async with deadline(timeout):
+                await self.queue.put(entry)
+        except TimeoutError:
             return False
         if self._drained:
             # The room came from close() emptying the queue; no flusher will ever
-            # take this event, so it is refused. Taking one entry back out wakes
-            # the next waiting producer, which refuses its own in turn.
-            self.queue.get_nowait()
+            # take this event, so it is refused, never counted. Taking one entry back
+            # out wakes the next waiting producer, which refuses its own in turn.
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
             raise ClientClosedError("the client closed while the event waited for room")
         self._put_count += 1
         return True
+
+    def _slot_freed(self) -> None:
+        if self._waiting_for_slot:
+            self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -152,6 +169,7 @@ class Batcher:
         counters = self._counters
         max_size = config.max_batch_size
         max_bytes = config.max_batch_bytes
+        limit = max_size
         if self._carry is not None:
             first, self._carry = self._carry, None
         else:
@@ -165,7 +183,7 @@ class Batcher:
             # No await in this loop: the counter is settled before anything else
             # can look at it.
             taken = 0
-            while len(batch) < max_size:
+            while len(batch) < limit:
                 try:
                     entry = get()
                 except asyncio.QueueEmpty:
@@ -179,24 +197,42 @@ class Batcher:
             counters.in_flight += taken
             if (
                 self._carry is not None
-                or len(batch) >= max_size
+                or len(batch) >= self._grow_to
                 or self._flush_target > self._handed_off
                 or self._closing
             ):
                 break
-            remaining = deadline - self._loop.time()
-            if remaining <= 0:
-                break
-            # Sleep until the batch ages out, unless producers fill it or a
-            # flush asks for it first: no wake-up per event under a trickle.
-            waiter = self._waiter = self._loop.create_future()
-            timer = self._loop.call_later(remaining, _resolve, waiter)
+            timer = None
+            if len(batch) >= max_size or self._loop.time() >= deadline:
+                if self._slots.free:
+                    break
+                # Due, but every request slot is busy: sent now, the batch would only
+                # wait for one. It keeps filling up to the hard caps until a slot
+                # frees, so a backlog leaves in fewer, fuller requests.
+                limit = self._wake_at = self._grow_to
+                self._waiting_for_slot = True
+                waiter = self._waiter = self._loop.create_future()
+            else:
+                # Sleep until the batch ages out, unless producers fill it or a
+                # flush asks for it first: no wake-up per event under a trickle.
+                waiter = self._waiter = self._loop.create_future()
+                timer = self._loop.call_later(deadline - self._loop.time(), _resolve, waiter)
             try:
                 await waiter
             finally:
-                timer.cancel()
+                if timer is not None:
+                    timer.cancel()
                 self._waiter = None
+                self._waiting_for_slot = False
+        self._wake_at = max_size
         await self._outstanding.acquire()
+        try:
+            # The first attempt goes out on this slot; waiting for it here keeps the
+            # queue, not a pile of tasks, as the place where a backlog waits.
+            await self._slots.acquire()
+        except BaseException:
+            self._outstanding.release()
+            raise
         self._forming = []
         # Entries are ASCII text, so the batch is encoded to bytes once, here.
         joined = ",".join([entry[0] for entry in batch]).encode()
@@ -211,7 +247,7 @@ class Batcher:
 
     async def _deliver(self, batch: list[Entry], joined: bytes) -> None:
         try:
-            outcome = await self._transport.deliver(joined, self._slots)
+            outcome = await self._transport.deliver(joined, self._slots, holding=True)
         except asyncio.CancelledError:
             # Cancelled only by close() at its deadline: reported like the queued
             # leftovers, so on_drop and dropped["shutdown"] see every shutdown loss.

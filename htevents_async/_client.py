@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import logging
 import os
 import time
 import warnings
@@ -18,10 +19,10 @@ import anyio
 import attrs
 import httpx
 
+from . import _frontend
 from ._batch import Entry, envelope_size
 from ._batcher import Batcher, drop_entries
 from ._config import Config
-from ._context import current_context
 from ._delete import Delete, check_deletion_config, request_deletion
 from ._encoding import Encoder
 from ._errors import (
@@ -34,21 +35,10 @@ from ._errors import (
 )
 from ._hooks import Callback, HookRunner
 from ._logging import RateLimitedLog, logger
-from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
+from ._messages import Id, Message
 from ._retry import is_retryable_status
 from ._stats import Counters, Statistics
-from ._transport import Attempt, Transport
-
-try:
-    from ._network import default_http_client
-except ImportError:  # pragma: no cover - an httpx built without httpcore
-
-    def default_http_client(timeout: float, max_connections: int) -> httpx.AsyncClient:
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        return httpx.AsyncClient(timeout=timeout, limits=limits)
-
+from ._transport import Attempt, Transport, default_http_client
 
 __all__ = ["Client"]
 
@@ -71,14 +61,6 @@ def _timeout_seconds(method: str, timeout: float | dt.timedelta | None, default:
         # NaN fails the comparison too.
         raise ValueError(f"{method}() timeout must be a number of seconds >= 0, got {timeout!r}")
     return float(seconds)
-
-
-def _check_message(message: object) -> None:
-    if not isinstance(message, Message) or type(message) is Message:
-        raise TypeError(
-            "expected an Identify, Track, Page, Screen, Group or Alias message, "
-            f"got {type(message).__name__}"
-        )
 
 
 def _bind(callback: Callback | None, message_id: str) -> Any:
@@ -165,6 +147,9 @@ class Client:
         self._high_water = max(config.max_queue_size // 2, config.max_batch_size)
         self._probe_pending = False
         self._probe_since = 0.0
+        # Set by a call that wants the producer to let the flusher run; the next call
+        # yields before it records its own event.
+        self._yield_due = False
         self._write_key = write_key
         self._encoder = Encoder(config.max_message_bytes)
         self._counters = Counters()
@@ -207,31 +192,19 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record who the user is and what is known of them; returns the message id."""
-        if (
-            type(user_id) is str
-            and user_id
-            and type(traits) is dict
-            and anonymous_id is None
-            and context is None
-            and timestamp is None
-            and integrations is None
-            and message_id is None
-            and current_context() is None
-        ):
-            message_id, follow_up = self._submit_plain(
-                "identify", {"userId": user_id, "traits": traits}, "Identify", callback
-            )
-        else:
-            message = Identify(
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                traits=traits,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
-            message_id, follow_up = self._submit(message, callback)
+        if self._yield_due:
+            await self._take_turn()
+        message_id, data = _frontend.identify(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            traits,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -250,37 +223,20 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record an action the user performed; returns the message id."""
-        if (
-            type(user_id) is str
-            and user_id
-            and type(event) is str
-            and event
-            and type(properties) is dict
-            and anonymous_id is None
-            and context is None
-            and timestamp is None
-            and integrations is None
-            and message_id is None
-            and current_context() is None
-        ):
-            message_id, follow_up = self._submit_plain(
-                "track",
-                {"userId": user_id, "event": event, "properties": properties},
-                "Track",
-                callback,
-            )
-        else:
-            message = Track(
-                event=event,
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                properties=properties,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
-            message_id, follow_up = self._submit(message, callback)
+        if self._yield_due:
+            await self._take_turn()
+        message_id, data = _frontend.track(
+            self._encoder,
+            event,
+            user_id,
+            anonymous_id,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
+        )
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -300,18 +256,21 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record a web page view; returns the message id."""
-        message = Page(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            name=name,
-            category=category,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        if self._yield_due:
+            await self._take_turn()
+        message_id, data = _frontend.page(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            name,
+            category,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        message_id, follow_up = self._submit(message, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -331,18 +290,21 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record a mobile or desktop screen view; returns the message id."""
-        message = Screen(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            name=name,
-            category=category,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        if self._yield_due:
+            await self._take_turn()
+        message_id, data = _frontend.screen(
+            self._encoder,
+            user_id,
+            anonymous_id,
+            name,
+            category,
+            properties,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        message_id, follow_up = self._submit(message, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -361,17 +323,20 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record that the user belongs to a group (company, team, account); returns the id."""
-        message = Group(
-            group_id=group_id,
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            traits=traits,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        if self._yield_due:
+            await self._take_turn()
+        message_id, data = _frontend.group(
+            self._encoder,
+            group_id,
+            user_id,
+            anonymous_id,
+            traits,
+            context,
+            timestamp,
+            integrations,
+            message_id,
         )
-        message_id, follow_up = self._submit(message, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -388,15 +353,12 @@ class Client:
         callback: Callback | None = None,
     ) -> str:
         """Record that ``previous_id`` and ``user_id`` are the same person; returns the id."""
-        message = Alias(
-            previous_id=previous_id,
-            user_id=user_id,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+        if self._yield_due:
+            await self._take_turn()
+        message_id, data = _frontend.alias(
+            self._encoder, previous_id, user_id, context, timestamp, integrations, message_id
         )
-        message_id, follow_up = self._submit(message, callback)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -407,8 +369,11 @@ class Client:
         ``callback(message_id, error)`` is called once with the outcome: ``error``
         is ``None`` when the collector accepted the event.
         """
-        _check_message(message)
-        message_id, follow_up = self._submit(message, callback)
+        _frontend.check_message(message)
+        if self._yield_due:
+            await self._take_turn()
+        message_id, data = self._encoder.encode(message)
+        follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
         return message_id
@@ -460,7 +425,7 @@ class Client:
                 "the client has not started: enter `async with client` (or await any of "
                 "its methods) on its event loop before enqueue_threadsafe()"
             )
-        _check_message(message)
+        _frontend.check_message(message)
         message_id, data = self._encoder.encode(message)
         try:
             loop.call_soon_threadsafe(self._accept_handed_over, (data, _bind(callback, message_id)))
@@ -470,31 +435,14 @@ class Client:
 
     # -- the enqueue path ----------------------------------------------------------
 
-    def _submit(
-        self, message: Message, callback: Callback | None
-    ) -> tuple[str, Coroutine[Any, Any, None] | None]:
-        """Encode and queue ``message``; returns its id, and what the caller must await, if
-        anything: the wait for room (``overflow="wait"``), or a yield to the flusher."""
-        batcher = self._batcher
-        if batcher is None or asyncio.get_running_loop() is not self._loop:
-            batcher = self._start()
-        message_id, data = self._encoder.encode(message)
-        return message_id, self._queue(batcher, message_id, data, callback)
-
-    def _submit_plain(
-        self, type_name: str, fields: dict[str, Any], owner: str, callback: Callback | None
-    ) -> tuple[str, Coroutine[Any, Any, None] | None]:
-        """:meth:`_submit` for a call the method checked to be plain (see
-        :meth:`Encoder.encode_plain`), without building a message object."""
-        batcher = self._batcher
-        if batcher is None or asyncio.get_running_loop() is not self._loop:
-            batcher = self._start()
-        message_id, data = self._encoder.encode_plain(type_name, fields, owner)
-        return message_id, self._queue(batcher, message_id, data, callback)
-
-    def _queue(
-        self, batcher: Batcher | None, message_id: str, data: str, callback: Callback | None
+    def _accept(
+        self, message_id: str, data: str, callback: Callback | None
     ) -> Coroutine[Any, Any, None] | None:
+        """Queue an encoded event; returns what the caller must await, if anything: the
+        wait for room (``overflow="wait"``)."""
+        batcher = self._batcher
+        if batcher is None or asyncio.get_running_loop() is not self._loop:
+            batcher = self._start()
         entry: Entry = (data, None if callback is None else partial(callback, message_id))
         if batcher is None:  # disabled: validated and encoded, then dropped by design
             self._counters.accepted += 1
@@ -506,21 +454,32 @@ class Client:
             if queued >= self._high_water:
                 # Filling up: every call yields, so the flusher drains as fast as
                 # the producer adds, instead of the queue overflowing.
-                return asyncio.sleep(0)
-            if queued % self._batch_size:
-                return None
-            return self._yield_if_due()
+                self._yield_due = True
+            elif not queued % self._batch_size:
+                self._check_time_slice()
+            return None
         if self._config.overflow == "wait":
             return self._wait_for_room(entry)
         self._counters.accepted += 1
         batcher.drop([entry], "queue_full")
         # Yield here too: a producer that only ever drops would otherwise never let
         # the flusher run, and the queue would stay full while the collector idles.
-        return asyncio.sleep(0)
+        self._yield_due = True
+        return None
 
-    def _yield_if_due(self) -> Coroutine[Any, Any, None] | None:
-        """At each full batch: a yield to the flusher, when the producer has kept the
-        loop to itself too long; else nothing.
+    async def _take_turn(self) -> None:
+        """The yield a previous call asked for, taken before this call records anything.
+
+        Yielding before, never after, recording keeps one rule for cancellation: a
+        call that raises ``CancelledError`` recorded nothing, and one that returns
+        recorded its event.
+        """
+        self._yield_due = False
+        await asyncio.sleep(0)
+
+    def _check_time_slice(self) -> None:
+        """At each full batch: ask the next call to yield to the flusher when the
+        producer has kept the loop to itself too long.
 
         A producer that awaits us in a tight loop never suspends otherwise: the
         flusher could not run until it ends, and a long burst would fill the
@@ -535,10 +494,8 @@ class Client:
             self._probe_pending = True
             self._probe_since = time.monotonic()
             self._loop.call_soon(self._probe)  # type: ignore[union-attr]
-            return None
-        if time.monotonic() - self._probe_since >= YIELD_SLICE:
-            return asyncio.sleep(0)
-        return None
+        elif time.monotonic() - self._probe_since >= YIELD_SLICE:
+            self._yield_due = True
 
     def _probe(self) -> None:
         self._probe_pending = False
@@ -619,8 +576,26 @@ class Client:
             attempt.error is None or not is_retryable_status(attempt.status)
         ):
             # The collector answered for itself: reachable, whatever it thought of the batch.
+            if counters.consecutive_failures:
+                self._warnings.log(
+                    logging.WARNING,
+                    "recovered",
+                    "htevents_async: collector at %s answering again after %d failed attempts",
+                    self._config.url,
+                    counters.consecutive_failures,
+                )
             counters.consecutive_failures = 0
         else:
+            if not counters.consecutive_failures:
+                # An outage shows while it happens, not only when batches give up.
+                self._warnings.log(
+                    logging.WARNING,
+                    "unreachable",
+                    "htevents_async: collector at %s unreachable (%s); retrying, %d events pending",
+                    self._config.url,
+                    attempt.error,
+                    self._pending(),
+                )
             counters.consecutive_failures += 1
         if attempt.error is not None:
             counters.last_error = attempt.error
@@ -644,14 +619,22 @@ class Client:
 
         Returns how many events are still pending when ``timeout`` seconds
         (default ``Config.flush_timeout``) have passed, ``0`` when all are done.
-        Never raises for delivery problems.
+        While :meth:`aclose` runs, waits for the close instead. Never raises for
+        delivery problems.
         """
+        seconds = _timeout_seconds("flush", timeout, self._config.flush_timeout)
         batcher = self._batcher
-        if batcher is None:
+        closing = self._close_task
+        if batcher is None and (closing is None or closing.done()):
             return 0
         if asyncio.get_running_loop() is not self._loop:
             raise WrongEventLoopError("flush() must run on the loop the client is bound to")
-        return await batcher.flush(_timeout_seconds("flush", timeout, self._config.flush_timeout))
+        if closing is not None:
+            # aclose() is delivering what is pending: waiting for it is the flush.
+            await asyncio.wait({closing}, timeout=seconds)
+            return self._pending()
+        assert batcher is not None  # for the type checker: checked above with closing
+        return await batcher.flush(seconds)
 
     async def aclose(self, timeout: float | dt.timedelta | None = None) -> int:
         """Stop accepting events, deliver what is pending, and release the connections.
@@ -687,7 +670,10 @@ class Client:
         stats = self.statistics()
         if stats.failed or stats.dropped:
             # One line that adds up every loss, however many the rate limit held back.
-            logger.warning(
+            # Events dropped by disable=True were asked for: no warning for those alone.
+            losses = stats.failed or any(r != "disabled" for r in stats.dropped)
+            logger.log(
+                logging.WARNING if losses else logging.DEBUG,
                 "htevents_async: closed; %d delivered, %d failed, dropped %s",
                 stats.delivered,
                 stats.failed,

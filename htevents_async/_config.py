@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Literal, final
 
 import attrs
+import httpx
 
 from ._errors import ConfigError
 from ._hooks import OnDrop, OnFailure, OnSuccess
@@ -17,6 +18,9 @@ __all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Config"]
 DEFAULT_HOST = "https://us-east-1.hightouch-events.com"
 #: The Segment-spec batch path.
 DEFAULT_PATH = "/v1/batch"
+
+#: Segment's /v1/batch answers 200 to a larger batch and drops its events.
+MAX_EVENTS_PER_REQUEST = 2_500
 
 # Room the batch envelope needs around the messages: '{"batch":[', '],"sentAt":"…",
 # "writeKey":"…"}'. The write key is added per client, this is the fixed part.
@@ -38,6 +42,16 @@ def _int_at_least(minimum: int) -> Callable[[Any, attrs.Attribute[Any], Any], No
     def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise _fail(attribute, f"an int >= {minimum}", value)
+
+    return check
+
+
+def _int_at_most(maximum: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value > maximum:
+            raise _fail(
+                attribute, f"at most {maximum:,} (the collector's limit per request)", value
+            )
 
     return check
 
@@ -77,6 +91,15 @@ def _url_part(prefix: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
 def _host(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         raise _fail(attribute, "an http:// or https:// URL", value)
+    # Parsed now, so a typo fails here, naming the option, not at every send.
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise _fail(attribute, f"a valid URL ({exc})", value) from None
+    if not url.host:
+        raise _fail(attribute, "a URL with a host name", value)
+    if url.query or url.fragment:
+        raise _fail(attribute, "a URL without a query or fragment", value)
 
 
 def _optional_http_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -112,8 +135,12 @@ class Config:
     path: str = attrs.field(default=DEFAULT_PATH, validator=_url_part("/"))
     """Path of the batch endpoint."""
 
-    max_batch_size: int = attrs.field(default=100, validator=_int_at_least(1))
-    """Most events in one request (Node.js ``maxEventsInBatch``)."""
+    max_batch_size: int = attrs.field(
+        default=100, validator=(_int_at_least(1), _int_at_most(MAX_EVENTS_PER_REQUEST))
+    )
+    """Events that close a batch at once (Node.js ``maxEventsInBatch``). While every
+    request slot is busy, the batch being formed keeps filling past this, up to
+    2,500 events and ``max_batch_bytes``, so a backlog leaves in fewer requests."""
 
     max_batch_bytes: int = attrs.field(default=475_000, validator=_int_at_least(1024))
     """Most bytes in one request body, measured before compression."""
@@ -219,6 +246,14 @@ class Config:
     Never shown in reprs."""
 
     def __attrs_post_init__(self) -> None:
+        base = self.host.rstrip("/")
+        if base.endswith(self.path.rstrip("/")) and len(self.path) > 1:
+            # The events would go to /v1/batch/v1/batch and meet 404s.
+            raise ConfigError(
+                f"Config.host must not include the endpoint path {self.path!r}, got "
+                f"{self.host!r}; pass host={base[: -len(self.path.rstrip('/'))]!r} "
+                f"(the path is Config.path, {self.path!r} by default)"
+            )
         if self.max_batch_size > self.max_queue_size:
             raise ConfigError(
                 f"Config.max_batch_size ({self.max_batch_size}) must not exceed "

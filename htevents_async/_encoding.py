@@ -86,11 +86,32 @@ def format_datetime(value: dt.datetime, timespec: str = "auto") -> str:
     call-time stamps do; datetimes in properties keep their full precision.
     """
     try:
-        value = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+        # Python's own definition of naive: no tzinfo, or one whose utcoffset() is None.
+        value = value.replace(tzinfo=_UTC) if value.utcoffset() is None else value.astimezone(_UTC)
     except OverflowError:
         # Within a day of year 1 or 9999, the UTC time may fall outside datetime's range.
         raise MessageError(f"datetime {value.isoformat()} has no UTC equivalent") from None
     return value.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
+
+
+# A JSON string that stands for a Decimal's exact text until the encoded message is
+# finished. The NUL that opens it is always escaped by the encoders, and the random
+# part keeps any caller's string from ever looking the same.
+_DECIMAL_MARK = "\x00" + f"{random.SystemRandom().getrandbits(64):016x}:"
+_ESCAPED_MARK = json.dumps(_DECIMAL_MARK)[:-1]  # '"\u0000<nonce>:'
+
+
+def _splice_decimals(text: str) -> str:
+    """Turn each Decimal's stand-in string into its exact JSON number."""
+    if _ESCAPED_MARK not in text:
+        return text
+    parts = text.split(_ESCAPED_MARK)
+    out = [parts[0]]
+    for part in parts[1:]:
+        end = part.index('"')  # digits, sign, '.', 'E': nothing the encoder escapes
+        out.append(part[:end])
+        out.append(part[end + 1 :])
+    return "".join(out)
 
 
 def _convert(value: Any) -> Any:
@@ -107,7 +128,9 @@ def _convert(value: Any) -> Any:
                 # int() of Decimal("1E+999999999") would take minutes and gigabytes.
                 raise MessageError(f"Decimal {value} has too many digits for a JSON number")
             return int(value)
-        return float(value)
+        # Its own digits, not a float's 17: the JSON number text is spliced in after
+        # encoding (see _splice_decimals), as no stdlib encoder writes raw numbers.
+        return f"{_DECIMAL_MARK}{value}"
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, enum.Enum):
@@ -303,10 +326,11 @@ class Encoder:
                 f'"timestamp":"{stamp}",'
             )
         fields: dict[str, Any] = {}
+        # Ids are strings on the wire (the spec's type); an int id goes as its decimal text.
         if message.user_id is not None:
-            fields["userId"] = message.user_id
+            fields["userId"] = str(message.user_id)
         if message.anonymous_id is not None:
-            fields["anonymousId"] = message.anonymous_id
+            fields["anonymousId"] = str(message.anonymous_id)
         elif message.user_id is None:
             fields["anonymousId"] = new_message_id()
         for key, value in message._payload().items():
@@ -320,7 +344,7 @@ class Encoder:
             fields["context"] = {"library": LIBRARY, **(scoped or {}), **(message.context or {})}
             fields["integrations"] = {} if message.integrations is None else message.integrations
             tail = "}"
-        text = head + _to_json(fields, type(message).__name__)[1:-1] + tail
+        text = head + _splice_decimals(_to_json(fields, type(message).__name__))[1:-1] + tail
         if len(text) > self._max_bytes:
             raise MessageTooLargeError(
                 f"{type(message).__name__} encodes to {len(text)} bytes, over "
@@ -341,6 +365,7 @@ class Encoder:
             body = fast_encode(fields)
         except (TypeError, ValueError, RecursionError):
             body = _to_json_by_rules(fields, owner)
+        body = _splice_decimals(body)
         text = (
             f'{{"type":"{type_name}","messageId":"{message_id}","timestamp":"{now_iso()}",'
             f"{body[1:-1]}{_DEFAULT_TAIL}"

@@ -20,6 +20,7 @@ The tree, with the standard exception each one also is::
     └── DeliveryError                       a batch was not delivered (never raised)
         ├── HTTPStatusError                 a final, non-retryable status
         ├── RetriesExhaustedError           retry budget spent on retryable errors
+        ├── TLSVerificationError            the collector's certificate was refused
         └── DroppedError                    dropped before delivery (queue full, fork…)
             └── ShutdownError               the close deadline passed first
 """
@@ -41,6 +42,7 @@ __all__ = [
     "QueueFullError",
     "RetriesExhaustedError",
     "ShutdownError",
+    "TLSVerificationError",
     "WrongEventLoopError",
 ]
 
@@ -96,12 +98,15 @@ class DeliveryError(HteventsError):
 class HTTPStatusError(DeliveryError):
     """The collector answered with a status that retrying cannot fix (e.g. 400, 401, 413)."""
 
-    def __init__(self, status_code: int, body: str) -> None:
-        super().__init__(f"collector answered HTTP {status_code}: {body[:200]}")
+    def __init__(self, status_code: int, body: str, *, url: str | None = None) -> None:
+        where = "" if url is None else f" at {url}"
+        super().__init__(f"collector answered HTTP {status_code}{where}: {body[:200]}")
         #: The HTTP status the collector answered.
         self.status_code = status_code
         #: The start of the response body, for diagnosis.
         self.body = body
+        #: The endpoint that answered (without credentials), when known.
+        self.url = url
 
 
 class RetriesExhaustedError(DeliveryError):
@@ -113,6 +118,17 @@ class RetriesExhaustedError(DeliveryError):
         self.attempts = attempts
         #: A description of the last failure.
         self.last_error = last_error
+
+
+class TLSVerificationError(DeliveryError):
+    """The collector's TLS certificate failed verification: a configuration problem
+    (trust store, ``SSL_CERT_FILE``, a proxy that intercepts TLS, or the host name),
+    so the batch fails at once instead of spending its retry budget."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"TLS certificate verification failed, not retried: {reason}")
+        #: The underlying connect error, as text.
+        self.reason = reason
 
 
 class DroppedError(DeliveryError):

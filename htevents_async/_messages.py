@@ -196,7 +196,7 @@ class Group(Message):
     """What is known of the group."""
 
     def _payload(self) -> dict[str, Any]:
-        return {"groupId": self.group_id, "traits": self.traits}
+        return {"groupId": str(self.group_id), "traits": self.traits}
 
 
 @final
@@ -215,4 +215,4 @@ class Alias(Message):
             raise MessageError("Alias.user_id is required (a str or int), got None")
 
     def _payload(self) -> dict[str, Any]:
-        return {"previousId": self.previous_id}
+        return {"previousId": str(self.previous_id)}

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import gzip
-import importlib.util
 import json
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import ssl
+from collections.abc import Awaitable, Callable
 from typing import final
 
 import anyio
@@ -19,11 +17,17 @@ import httpx
 
 from ._batch import body_envelope, build_body, envelope_size
 from ._config import Config
-from ._errors import DeliveryError, HTTPStatusError, RetriesExhaustedError
+from ._errors import (
+    DeliveryError,
+    HTTPStatusError,
+    RetriesExhaustedError,
+    TLSVerificationError,
+)
 from ._retry import RetryPolicy, is_retryable_status, is_success, parse_retry_after
+from ._timeouts import deadline
 from ._version import __version__
 
-__all__ = ["Attempt", "Outcome", "Transport"]
+__all__ = ["Attempt", "Outcome", "RequestSlots", "Transport", "default_http_client"]
 
 from ._logging import logger
 
@@ -31,6 +35,8 @@ from ._logging import logger
 # worker thread keeps the event loop free meanwhile. Smaller bodies compress
 # faster than the hop to a thread costs.
 GZIP_THREAD_THRESHOLD = 64 * 1024
+# Shorter strings are not redacted from error text (see Transport.__init__).
+_MIN_SECRET_LENGTH = 6
 # Bytes of a response body kept for an error message; the rest is not read.
 ERROR_BODY_LIMIT = 64 * 1024
 # Level 6 costs about twice level 1 for a few percent smaller JSON bodies.
@@ -65,19 +71,6 @@ class Outcome:
     """Requests made."""
 
 
-def _fail_fast_on_missing_sniffio() -> None:
-    """Make httpcore's per-request ``import sniffio`` fail at once when sniffio is absent.
-
-    httpcore tries that import every time it sets up a lock for a request; recent
-    anyio and httpx no longer install sniffio, and a failed import searches all of
-    sys.path again each time: about 30 % of a request's CPU on this path. A
-    ``None`` entry in ``sys.modules`` is how Python spells "not importable", so
-    the import fails the same way, only without the search.
-    """
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
 async def _read_raw(response: httpx.Response) -> bytes:
     """The start of the response body, as sent (not decoded).
 
@@ -107,20 +100,61 @@ def _error_text(response: httpx.Response, raw: bytes) -> str:
         return f"<{len(raw)} bytes that are not valid {encoding}>"
 
 
-# Bounds a whole exchange, raising TimeoutError. anyio's fail_after looks up the
-# running async library on every use: a tenth of a request's CPU in profiles.
-if sys.version_info >= (3, 11):
-    _deadline = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
+class RequestSlots:
+    """Requests allowed on the wire at once, shared by every batch of one client.
 
-    @contextlib.asynccontextmanager
-    async def _deadline(delay: float) -> AsyncIterator[None]:
-        with anyio.fail_after(delay):
-            yield
+    A semaphore that also says when a slot frees, so the flusher can keep filling a
+    batch while all of them are busy and send it the moment one frees.
+    """
+
+    __slots__ = ("_on_release", "_semaphore")
+
+    def __init__(self, count: int, on_release: Callable[[], None]) -> None:
+        self._semaphore = asyncio.Semaphore(count)
+        self._on_release = on_release
+
+    @property
+    def free(self) -> bool:
+        """Whether a request could start now without waiting."""
+        return not self._semaphore.locked()
+
+    async def acquire(self) -> None:
+        """Wait for a free slot and take it."""
+        await self._semaphore.acquire()
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._semaphore.release()
+        self._on_release()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _certificate_failure(exc: BaseException) -> bool:
+    """Whether a connect error comes from a certificate the trust store refused."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a cause chain is short; the bound guards against a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 # Failures that happen before any byte of the request leaves: no connection was made.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def default_http_client(timeout: float, max_connections: int) -> httpx.AsyncClient:
+    """The client's own ``httpx.AsyncClient``: httpx's defaults (environment proxies,
+    ``SSL_CERT_FILE``, happy eyeballs), with one kept-alive connection per request slot."""
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    return httpx.AsyncClient(timeout=timeout, limits=limits)
 
 
 def _compress(body: bytes) -> bytes:
@@ -140,11 +174,12 @@ class Transport:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         own_client: bool = False,
     ) -> None:
-        _fail_fast_on_missing_sniffio()
         self._http = http
         self._own_client = own_client
         # Parsed once: httpx would parse a str URL again for every request.
         self._url = httpx.URL(config.url)
+        # For messages: never credentials, which a URL's user part may hold.
+        self._display_url = str(self._url.copy_with(username=None, password=None))
         self._gzip = config.gzip
         self._timeout = config.request_timeout
         self._policy = RetryPolicy(
@@ -159,7 +194,12 @@ class Transport:
         token = base64.b64encode(f"{write_key}:".encode()).decode()
         # Collectors may echo credentials in an error body, which becomes part of an
         # exception message and a log line; neither may ever carry the key.
-        self._secrets = sorted({write_key, token, json.dumps(write_key)[1:-1]}, key=len)[::-1]
+        # A key of a few characters would blank out ordinary words of every message
+        # while hiding nothing: such a key is no secret worth the name.
+        secrets = {write_key, token, json.dumps(write_key)[1:-1]}
+        self._secrets = sorted(
+            (s for s in secrets if len(s) >= _MIN_SECRET_LENGTH), key=len, reverse=True
+        )
         self._headers = {
             "Content-Type": "application/json",
             "Authorization": f"Basic {token}",
@@ -196,70 +236,104 @@ class Transport:
             "POST", self._url, content=body, headers=self._headers, timeout=self._timeout
         )
 
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        """The start of the body, within its own deadline; empty if it stalls or breaks."""
+        try:
+            async with deadline(self._timeout):
+                return await _read_raw(response)
+        except (httpx.TransportError, TimeoutError):
+            return b""
+        finally:
+            await response.aclose()
+
     @property
     def envelope_bytes(self) -> int:
         """Bytes the body adds around the joined events."""
         return self._envelope
 
-    async def deliver(self, joined: bytes, slots: asyncio.Semaphore) -> Outcome:
+    async def deliver(
+        self, joined: bytes, slots: RequestSlots, *, holding: bool = False
+    ) -> Outcome:
         """Send the joined events until success, a final answer, or the retry budget runs out.
 
-        Each request holds one of ``slots`` while it is on the wire.
+        Each request holds one of ``slots`` while it is on the wire; with ``holding``
+        the caller already holds one for the first attempt, and it is released here.
         """
         policy = self._policy
         loop = asyncio.get_running_loop()
         started = loop.time()
         attempt = 0
-        while True:
-            attempt += 1
-            body = build_body(self._head, joined, self._tail)
-            if self._gzip:
-                if len(body) >= GZIP_THREAD_THRESHOLD:
-                    body = await anyio.to_thread.run_sync(_compress, body)
-                else:
-                    body = _compress(body)
-            retry_after: float | None = None
-            # The slot bounds requests on the wire, not batches: a batch sleeping
-            # before its retry leaves the connection to the others.
-            async with slots:
-                try:
-                    # httpx's timeout bounds each read; this bounds the whole exchange,
-                    # so a server that trickles bytes cannot hold the batch forever.
-                    async with _deadline(self._timeout):
-                        request = self._request(body)
-                        response = await self._http.send(request, stream=True)
+        held = holding
+        try:
+            while True:
+                attempt += 1
+                body = build_body(self._head, joined, self._tail)
+                if self._gzip:
+                    if len(body) >= GZIP_THREAD_THRESHOLD:
                         try:
-                            raw = await _read_raw(response)
-                        except httpx.TransportError:
-                            # The status line is the answer; a body cut short changes nothing.
-                            raw = b""
-                        finally:
-                            await response.aclose()
-                except (httpx.TransportError, TimeoutError) as exc:
-                    reason = self._redact(
-                        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                    )
-                    sent = not isinstance(exc, _NOT_SENT)
-                    self._on_attempt(Attempt(None, len(body), attempt > 1, sent, reason))
-                else:
-                    status = response.status_code
-                    if is_success(status):
-                        self._on_attempt(Attempt(status, len(body), attempt > 1))
-                        return Outcome(None, attempt)
-                    reason = f"HTTP {status}"
-                    self._on_attempt(Attempt(status, len(body), attempt > 1, True, reason))
-                    if not is_retryable_status(status):
-                        text = self._redact(_error_text(response, raw))
-                        return Outcome(HTTPStatusError(status, text), attempt)
-                    retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if attempt > policy.max_retries:
-                return Outcome(RetriesExhaustedError(attempt, reason), attempt)
-            remaining = policy.max_retry_time - (loop.time() - started)
-            if remaining <= 0:
-                return Outcome(RetriesExhaustedError(attempt, reason), attempt)
-            # A wait past the budget is cut to what is left of it: one last retry at its
-            # end rather than giving up now. With retry_after_max equal to max_retry_time
-            # (the defaults), every capped Retry-After would otherwise end the batch.
-            delay = min(policy.delay(attempt, retry_after), remaining)
-            logger.debug("htevents_async: %s; retry %d in %.2f s", reason, attempt, delay)
-            await self._sleep(delay)
+                            body = await anyio.to_thread.run_sync(_compress, body)
+                        except RuntimeError:
+                            # No new thread at interpreter exit (Python 3.12+): inline.
+                            body = _compress(body)
+                    else:
+                        body = _compress(body)
+                # The slot bounds requests on the wire, not batches: a batch sleeping
+                # before its retry leaves the connection to the others.
+                if not held:
+                    await slots.acquire()
+                held = False
+                try:
+                    outcome, reason, retry_after = await self._exchange(body, attempt)
+                finally:
+                    slots.release()
+                if outcome is not None:
+                    return outcome
+                if attempt > policy.max_retries:
+                    return Outcome(RetriesExhaustedError(attempt, reason), attempt)
+                remaining = policy.max_retry_time - (loop.time() - started)
+                if remaining <= 0:
+                    return Outcome(RetriesExhaustedError(attempt, reason), attempt)
+                # A wait past the budget is cut to what is left of it: one last retry at
+                # its end rather than giving up now. With retry_after_max equal to
+                # max_retry_time (the defaults), every capped Retry-After would otherwise
+                # end the batch.
+                delay = min(policy.delay(attempt, retry_after), remaining)
+                logger.debug("htevents_async: %s; retry %d in %.2f s", reason, attempt, delay)
+                await self._sleep(delay)
+        finally:
+            if held:  # cancelled before the first attempt used the caller's slot
+                slots.release()
+
+    async def _exchange(
+        self, body: bytes, attempt: int
+    ) -> tuple[Outcome | None, str, float | None]:
+        """One request: a final outcome, or ``None`` with the reason to retry and the
+        server's ``Retry-After``."""
+        retry = attempt > 1
+        try:
+            # httpx's timeout bounds each read; this bounds the exchange up to the
+            # status line, so a server that trickles bytes cannot hold the batch forever.
+            async with deadline(self._timeout):
+                response = await self._http.send(self._request(body), stream=True)
+        except (httpx.TransportError, TimeoutError) as exc:
+            reason = self._redact(_describe(exc))
+            sent = not isinstance(exc, _NOT_SENT)
+            self._on_attempt(Attempt(None, len(body), retry, sent, reason))
+            if _certificate_failure(exc):
+                # Sending again cannot fix the trust store or the host name.
+                return Outcome(TLSVerificationError(reason), attempt), reason, None
+            return None, reason, None
+        # The status line is the answer: a body that stalls or breaks after it changes
+        # nothing, and a 2xx is never sent again because of it.
+        raw = await self._read_body(response)
+        status = response.status_code
+        if is_success(status):
+            self._on_attempt(Attempt(status, len(body), retry))
+            return Outcome(None, attempt), "", None
+        reason = f"HTTP {status}"
+        self._on_attempt(Attempt(status, len(body), retry, True, reason))
+        if not is_retryable_status(status):
+            text = self._redact(_error_text(response, raw))
+            error = HTTPStatusError(status, text, url=self._display_url)
+            return Outcome(error, attempt), reason, None
+        return None, reason, parse_retry_after(response.headers.get("retry-after"))

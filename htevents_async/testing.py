@@ -51,7 +51,7 @@ import attrs
 import httpx
 
 from ._client import Client
-from ._encoding import _normalise, format_datetime
+from ._encoding import _normalise, _plain_encode, _splice_decimals, format_datetime
 from ._messages import Id
 
 __all__ = [
@@ -121,6 +121,16 @@ class CapturedRequest:
         )
 
 
+_ID_FIELDS = frozenset({"user_id", "anonymous_id", "group_id", "previous_id"})
+
+
+def _wire_value(name: str, value: Any, path: str) -> Any:
+    """``value`` as a collector decodes it: ids as strings, every value rule applied."""
+    if name in _ID_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return json.loads(_splice_decimals(_plain_encode(_normalise(value, path, set()))))
+
+
 @final
 class CapturedEvents:
     """What a :class:`CapturingTransport` recorded, with queries and assertions.
@@ -180,9 +190,9 @@ class CapturedEvents:
                 continue
             if event is not None and message.get("event") != event:
                 continue
-            if user_id is not None and message.get("userId") != user_id:
+            if user_id is not None and message.get("userId") != str(user_id):
                 continue
-            if anonymous_id is not None and message.get("anonymousId") != anonymous_id:
+            if anonymous_id is not None and message.get("anonymousId") != str(anonymous_id):
                 continue
             found.append(message)
         return found
@@ -252,7 +262,7 @@ class CapturedEvents:
                 # A message's own timestamp is written with milliseconds, as on the wire.
                 format_datetime(value, "milliseconds")
                 if name == "timestamp" and isinstance(value, dt.datetime)
-                else _normalise(value, f"expected {type}.{name}", set()),
+                else _wire_value(name, value, f"expected {type}.{name}"),
             )
             for name, value in fields.items()
         ]

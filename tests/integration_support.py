@@ -17,3 +17,29 @@ def context_of(message: dict[str, Any]) -> dict[str, Any]:
 def by_number(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Messages ordered by their ``n`` property."""
     return sorted(messages, key=lambda message: message["properties"]["n"])
+
+
+# Visitors of the sync framework tests (Django, Flask), taking turns over REQUESTS requests.
+VISITORS = [
+    {"User-Agent": "Firefox/128.0", "Referer": "https://ads.example/a", "Accept-Language": "de"},
+    {"User-Agent": "Safari/17.4", "Accept-Language": "pt-BR, pt;q=0.8"},
+    {"User-Agent": "curl/8.5.0", "Referer": "https://mail.example/"},
+]
+REQUESTS = 12
+
+
+def expected_context(n: int, port: int) -> dict[str, Any]:
+    """The context a sync framework's middleware gives ``GET /orders/{n}?src=t{n}``."""
+    visitor = VISITORS[n % len(VISITORS)]
+    page = {
+        "url": f"http://127.0.0.1:{port}/orders/{n}?src=t{n}",
+        "path": f"/orders/{n}",
+        "search": f"?src=t{n}",
+    }
+    if "Referer" in visitor:
+        page["referrer"] = visitor["Referer"]
+    context: dict[str, Any] = {"ip": "127.0.0.1", "userAgent": visitor["User-Agent"]}
+    if "Accept-Language" in visitor:
+        context["locale"] = visitor["Accept-Language"].split(",")[0]
+    context["page"] = page
+    return context

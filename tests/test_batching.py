@@ -104,5 +104,5 @@ async def test_batch_body_is_valid_json_joined_from_encoded_events(
             await client.track(user_id=i, event="ordered")
     [request] = collector.requests
     assert request.body is not None
-    assert [m["userId"] for m in request.body["batch"]] == list(range(20))
+    assert [m["userId"] for m in request.body["batch"]] == [str(i) for i in range(20)]
     assert json.loads(json.dumps(request.body)) == request.body

@@ -3,61 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
+import io
 import json
-import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
+from cli_support import (
+    REPO,
+    TYPES,
+    WRITE_KEY,
+    Result,
+    cli_env,
+    import_from_pipe,
+    ndjson,
+    run,
+    summary_rows,
+    write_ndjson,
+)
 
 import htevents_async
-from htevents_async._cli import message_from_wire
+from htevents_async._cli import COMMANDS, main
+from htevents_async._cli._progress import _BAR_FORMAT, _floored
 from htevents_async._collector import LocalCollector
 
-REPO = Path(__file__).resolve().parents[1]
-WRITE_KEY = "cli-test-key"
 TRACK_ARGS = ("--type", "track", "--user-id", "123", "--event", "Order completed")
-
-
-@attrs.frozen
-class Result:
-    """What a finished CLI run returned and printed."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without the CLI's variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HT_WRITE_KEY", "HT_HOST")}
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
-async def run(
-    *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None, code: str = ""
-) -> Result:
-    """Run ``python -m htevents_async ARGS`` (or ``python -c CODE ARGS``) off the event loop."""
-    command = ("-c", code) if code else ("-m", "htevents_async")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *command,
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env) if env is not None else cli_env(),
-        cwd=REPO,
-    )
-    out, err = await process.communicate(stdin)
-    assert process.returncode is not None
-    return Result(process.returncode, out.decode(), err.decode())
 
 
 async def send(collector: LocalCollector, *args: str) -> Result:
@@ -72,94 +45,6 @@ async def collector() -> AsyncIterator[LocalCollector]:
         yield running
 
 
-# -- message_from_wire ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("wire", "expected"),
-    [
-        (
-            {"type": "identify", "userId": "1", "traits": {"plan": "pro"}},
-            htevents_async.Identify(user_id="1", traits={"plan": "pro"}),
-        ),
-        (
-            {"type": "track", "anonymousId": "a", "event": "E", "properties": {"x": 1}},
-            htevents_async.Track(anonymous_id="a", event="E", properties={"x": 1}),
-        ),
-        (
-            {"type": "page", "userId": 0, "name": "Home", "category": "Docs"},
-            htevents_async.Page(user_id=0, name="Home", category="Docs"),
-        ),
-        (
-            {"type": "screen", "userId": "1", "name": "Cart", "properties": {}},
-            htevents_async.Screen(user_id="1", name="Cart", properties={}),
-        ),
-        (
-            {"type": "group", "userId": "1", "groupId": 42, "traits": {"n": 2}},
-            htevents_async.Group(user_id="1", group_id=42, traits={"n": 2}),
-        ),
-        (
-            {"type": "alias", "previousId": "anon-1", "userId": "1", "messageId": "m-1"},
-            htevents_async.Alias(previous_id="anon-1", user_id="1", message_id="m-1"),
-        ),
-    ],
-)
-def test_message_from_wire_builds_each_type(
-    wire: dict[str, Any], expected: htevents_async.Message
-) -> None:
-    """Each wire type becomes its message class, camelCase keys mapped to keyword names."""
-    assert message_from_wire(wire) == expected
-
-
-def test_message_from_wire_parses_iso_timestamps() -> None:
-    """An ISO-8601 timestamp with ``Z`` becomes an aware datetime; transport keys are ignored."""
-    message = message_from_wire(
-        {
-            "type": "track",
-            "userId": "1",
-            "event": "E",
-            "timestamp": "2021-03-04T05:06:07.250Z",
-            "sentAt": "2021-03-04T05:06:08Z",
-            "receivedAt": "2021-03-04T05:06:09Z",
-        }
-    )
-    assert message.timestamp == dt.datetime(2021, 3, 4, 5, 6, 7, 250_000, tzinfo=dt.timezone.utc)
-
-
-@pytest.mark.parametrize(
-    ("wire", "error", "text"),
-    [
-        ([1, 2], htevents_async.MessageTypeError, "must be a JSON object, got list"),
-        ({"userId": "1"}, htevents_async.MessageError, "type is required"),
-        ({"type": "click"}, htevents_async.MessageError, "got 'click'"),
-        ({"type": "track", "userId": "1"}, htevents_async.MessageError, "Track.event is required"),
-        (
-            {"type": "group", "userId": "1"},
-            htevents_async.MessageError,
-            "Group.group_id is required",
-        ),
-        ({"type": "alias", "userId": "1"}, htevents_async.MessageError, "Alias.previous_id"),
-        ({"type": "identify", "event": "E"}, htevents_async.MessageError, "no field 'event'"),
-        (
-            {"type": "track", "event": "E", "timestamp": "yesterday"},
-            htevents_async.MessageTypeError,
-            "Track.timestamp must be an ISO-8601",
-        ),
-        (
-            {"type": "track", "event": "E", "properties": [1]},
-            htevents_async.MessageTypeError,
-            "Track.properties must be a dict",
-        ),
-    ],
-)
-def test_message_from_wire_names_the_bad_field(
-    wire: Any, error: type[Exception], text: str
-) -> None:
-    """Invalid wire messages raise the package's errors, naming the field."""
-    with pytest.raises(error, match=text):
-        message_from_wire(wire)
-
-
 # -- help and missing extras ------------------------------------------------------------------
 
 
@@ -170,6 +55,25 @@ async def test_help_lists_every_subcommand() -> None:
     assert result.returncode == 0
     for command in ("collect", "demo", "send", "import"):
         assert command in result.stdout
+
+
+def test_a_command_is_one_registry_entry(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A module with ``add_arguments`` and ``run``, named in ``COMMANDS``, is a command."""
+    (tmp_path / "echo_command.py").write_text(
+        "DESCRIPTION = 'Print the words.'\n"
+        "def add_arguments(parser):\n"
+        "    parser.add_argument('words', nargs='+')\n"
+        "def run(args):\n"
+        "    print(' '.join(args.words))\n"
+        "    return 3\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(COMMANDS, "echo", ("echo_command", "print the words"))
+
+    assert main(["echo", "hello", "there"]) == 3
+    assert capsys.readouterr().out == "hello there\n"
 
 
 async def test_missing_collector_extra_names_the_install_command() -> None:
@@ -285,7 +189,11 @@ async def test_send_whole_message_as_json(collector: LocalCollector) -> None:
 
     assert result.returncode == 0, result.stderr
     (message,) = collector.messages()
-    assert (message["userId"], message["event"], message["properties"]) == (5, "New name", {"n": 1})
+    assert (message["userId"], message["event"], message["properties"]) == (
+        "5",
+        "New name",
+        {"n": 1},
+    )
 
 
 async def test_send_reads_write_key_and_host_from_the_environment() -> None:
@@ -349,50 +257,6 @@ BAD_LINES: dict[int, tuple[bytes, str]] = {
     88_888: (b'{"type": "identify", "userId": "u", "colour": "red"}', "no field 'colour'"),
     99_999: (b'{"type": "track", "event": "\xff\xfe"}', "invalid JSON"),
 }
-TYPES = ("identify", "track", "page", "screen", "group", "alias")
-
-
-def good_line(number: int) -> dict[str, Any]:
-    """A valid message in wire form, of a type that depends on its line number, backdated."""
-    kind = TYPES[number % len(TYPES)]
-    message: dict[str, Any] = {
-        "type": kind,
-        "userId": f"user-{number % 1000}",
-        "messageId": f"line-{number}",
-        "timestamp": f"2023-{number % 12 + 1:02d}-15T08:30:00Z",
-    }
-    extra: dict[str, dict[str, Any]] = {
-        "identify": {"traits": {"email": f"u{number}@example.com"}},
-        "track": {"event": "Order completed", "properties": {"total": number / 100}},
-        "page": {"name": "Home", "properties": {"path": "/"}},
-        "screen": {"name": "Cart", "category": "App"},
-        "group": {"groupId": f"acct-{number % 40}", "traits": {"name": "Acme"}},
-        "alias": {"previousId": f"anon-{number}"},
-    }
-    return {**message, **extra[kind]}
-
-
-def write_ndjson(path: Path, lines: int, bad: Mapping[int, tuple[bytes, str]]) -> set[str]:
-    """Write ``lines`` lines with ``bad`` ones at their numbers; return the good message ids."""
-    good: set[str] = set()
-    with path.open("wb") as file:
-        for number in range(1, lines + 1):
-            if number in bad:
-                file.write(bad[number][0] + b"\n")
-                continue
-            message = good_line(number)
-            good.add(message["messageId"])
-            file.write(json.dumps(message).encode() + b"\n")
-    return good
-
-
-def summary_rows(stdout: str) -> dict[str, str]:
-    """The ``label: first value`` rows of an import summary."""
-    rows = {}
-    for line in stdout.splitlines():
-        if line.startswith("  ") and not line.lstrip()[0].isdigit():
-            rows[line[2:14].strip()] = line[14:].split()[0]
-    return rows
 
 
 @pytest.mark.slow
@@ -455,9 +319,13 @@ async def test_import_reads_stdin(collector: LocalCollector, tmp_path: Path) -> 
 async def test_import_summary_counts_each_outcome(
     collector: LocalCollector, tmp_path: Path
 ) -> None:
-    """The summary gives lines read, accepted, rejected, delivered and failed."""
+    """Lines read = accepted + rejected + blank, each shown; delivered and failed follow."""
     source = tmp_path / "mixed.ndjson"
-    write_ndjson(source, 300, {10: (b"{", "invalid JSON"), 20: (b"[]", "object")})
+    write_ndjson(
+        source,
+        300,
+        {10: (b"{", "invalid JSON"), 20: (b"[]", "object"), 30: (b"  ", ""), 40: (b"", "")},
+    )
 
     result = await run("import", str(source), "--write-key", WRITE_KEY, "--host", collector.url)
 
@@ -465,12 +333,13 @@ async def test_import_summary_counts_each_outcome(
     assert result.stdout.startswith(f"Imported {source} into {collector.url}/v1/batch")
     assert {key: rows[key] for key in rows if key != "elapsed"} == {
         "lines read": "300",
-        "accepted": "298",
+        "accepted": "296",
         "rejected": "2",
-        "delivered": "298",
+        "blank": "2",
+        "delivered": "296",
         "failed": "0",
     }
-    assert "events/s" in result.stdout
+    assert "delivered events/s" in result.stdout
 
 
 async def test_import_exits_1_when_events_are_not_delivered(tmp_path: Path) -> None:
@@ -497,7 +366,7 @@ async def test_import_of_a_missing_file_exits_2(tmp_path: Path) -> None:
 async def test_import_progress_bar_shows_events_per_second(
     collector: LocalCollector, tmp_path: Path
 ) -> None:
-    """``--progress`` draws a tqdm bar with the event count and rate."""
+    """``--progress`` draws a tqdm bar of delivered events, at 100 % once all are delivered."""
     pytest.importorskip("tqdm")
     source = tmp_path / "progress.ndjson"
     write_ndjson(source, 3_000, {})
@@ -507,10 +376,23 @@ async def test_import_progress_bar_shows_events_per_second(
     )
 
     assert result.returncode == 0, result.stderr
-    final = result.stderr.replace("\r", "\n").strip().splitlines()[-1]
-    assert final.startswith("import: 100%")
-    assert "3,000 events" in final
-    assert "events/s" in final
+    frames = result.stderr.replace("\r", "\n").strip().splitlines()
+    assert frames[-1].startswith("import: 100%")
+    assert "3000/3000" in frames[-1]
+    assert "events/s" in frames[-1]
+    assert not [frame for frame in frames[:-1] if "100%" in frame and "3000/3000" not in frame]
+
+
+def test_progress_bar_reads_100_only_when_every_event_is_delivered() -> None:
+    """997 of 1,000 delivered reads 99 %, not tqdm's rounded 100 %."""
+    tqdm = pytest.importorskip("tqdm")
+    text = io.StringIO()
+    bar = _floored(tqdm.tqdm)(total=1000, file=text, bar_format=_BAR_FORMAT, desc="import")
+    bar.update(997)
+    assert str(bar).startswith("import:  99%|")
+    bar.update(3)
+    assert str(bar).startswith("import: 100%|")
+    bar.close()
 
 
 async def test_import_progress_falls_back_without_tqdm(
@@ -530,35 +412,7 @@ async def test_import_progress_falls_back_without_tqdm(
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
-    assert "100.0%  3,000 events" in result.stderr
-
-
-@contextlib.asynccontextmanager
-async def import_from_pipe(
-    collector: LocalCollector, report: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``import -`` reading from a pipe the test keeps open; killed if the test fails early."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "htevents_async", "import", "-", "--report", str(report)),
-        *("--write-key", WRITE_KEY, "--host", collector.url),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=cli_env(),
-        cwd=REPO,
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.communicate()
-
-
-def ndjson(first: int, count: int) -> bytes:
-    """``count`` valid lines starting at line number ``first``."""
-    return b"".join(json.dumps(good_line(n)).encode() + b"\n" for n in range(first, first + count))
+    assert "100.0%  3,000 events delivered" in result.stderr
 
 
 async def test_import_from_a_pipe_delivers_while_the_writer_is_still_writing(
@@ -597,3 +451,20 @@ async def test_import_interrupted_prints_the_summary_and_exits_130(
     assert process.returncode == 130
     assert summary_rows(out)["delivered"] == "500"
     assert "Interrupted after line 500." in out
+
+
+def test_collect_options_reach_the_collector() -> None:
+    """``collect``'s retention, duplicate and Host options parse to serve()'s keywords."""
+    from htevents_async._cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            *("collect", "--max-events", "5", "--max-bytes", "4096", "--keep-duplicates"),
+            *("--allow-host", "dev.local", "--allow-host", "box"),
+        ]
+    )
+    assert (args.max_events, args.max_bytes, args.keep_duplicates) == (5, 4096, True)
+    assert args.allow_host == ["dev.local", "box"]
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["collect", "--max-events", "0"])
+    assert exited.value.code == 2

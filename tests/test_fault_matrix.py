@@ -12,7 +12,6 @@ from faultserver import Action, FaultServer, Hang, ReceivedRequest, Respond, htt
 from support import assert_accounted, client_for, eventually
 
 from htevents_async import Batch, DeliveryError, HTTPStatusError, RetriesExhaustedError
-from htevents_async._batcher import OUTSTANDING_PER_SLOT
 
 pytestmark = pytest.mark.anyio
 
@@ -165,7 +164,7 @@ async def test_2xx_with_an_undecodable_body_is_success(caplog: pytest.LogCapture
         assert await client.flush() == 0
         stats = client.statistics()
     assert (stats.delivered, stats.failed, stats.requests) == (1, 0, len(server.requests))
-    assert not caplog.records
+    assert not [r for r in caplog.records if r.name.startswith("htevents_async")]
 
 
 async def test_error_with_an_undecodable_body_is_still_a_final_status() -> None:
@@ -278,8 +277,8 @@ async def test_no_more_than_max_concurrent_requests_are_in_flight() -> None:
         await anyio.wait_all_tasks_blocked()
         assert len(server.requests) == 3
         stats = client.statistics()
-        # Three batches on the wire; the other seven are out of the queue too,
-        # within the outstanding-batch bound, waiting for a request slot.
-        assert 3 * OUTSTANDING_PER_SLOT >= 10
-        assert (stats.in_flight, stats.queued) == (50, 0)
+        # Three batches on the wire, a fourth formed and filling until a slot frees,
+        # and the rest still in the queue.
+        assert stats.in_flight >= 3 * 5 + 1
+        assert stats.in_flight + stats.queued == 50
         assert await client.aclose(timeout=0) == 50

@@ -35,6 +35,9 @@ PUBLIC_NAMES = {
         "lifespan",
     },
     "aiohttp": {"CLIENT_KEY", "client_cleanup_ctx", "event_context_middleware", "get_client"},
+    "django": {"EventContextMiddleware", "get_asgi_application", "get_client", "request_context"},
+    "flask": {"Events", "get_client"},
+    "celery": {"get_client", "install"},
 }
 
 
@@ -83,7 +86,8 @@ def test_core_and_integrations_package_import_no_framework() -> None:
     """Importing htevents_async and its integrations package loads no web framework."""
     code = (
         "import sys, htevents_async, htevents_async.integrations; "
-        "print(sorted({'aiohttp', 'fastapi', 'starlette', 'uvicorn'} & set(sys.modules)))"
+        "print(sorted({'aiohttp', 'fastapi', 'starlette', 'uvicorn', 'django', 'flask', 'celery'}"
+        " & set(sys.modules)))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

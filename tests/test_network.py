@@ -1,23 +1,21 @@
-"""The default HTTP client's asyncio network backend, through real sockets on 127.0.0.1:
-plain and TLS connections, keep-alive reuse, flow control both ways, and its errors."""
+"""The default HTTP client through real sockets on 127.0.0.1: plain and TLS connections,
+certificate failures, keep-alive reuse, proxies from the environment, and its errors."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
-import struct
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 import trustme
-from faultserver import FaultServer, Hang, Reset, Respond
+from faultserver import FaultServer, Hang, Reset
 from support import client_for
 
-from htevents_async import _network
+from htevents_async import Batch, DeliveryError, TLSVerificationError
 from htevents_async._collector import LocalCollector
-from htevents_async._network import default_http_client, uses_asyncio_backend
+from htevents_async._transport import default_http_client
 
 pytestmark = pytest.mark.anyio
 
@@ -41,33 +39,33 @@ def server_tls(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-async def test_a_default_client_sends_through_the_asyncio_backend(
-    collector: LocalCollector,
-) -> None:
+async def test_a_default_client_delivers(collector: LocalCollector) -> None:
+    """The client's own httpx client, built with httpx's public API, delivers."""
     async with client_for(collector.url) as client:
         await client.track(user_id="1", event="e", properties={"n": 1})
         await client.flush()
-        assert uses_asyncio_backend(client._http)  # type: ignore[arg-type]
     [message] = await collector.wait_for(1)
     assert message["properties"] == {"n": 1}
 
 
-async def test_an_injected_http_client_is_used_as_given(collector: LocalCollector) -> None:
-    async with httpx.AsyncClient() as http:
+async def test_an_injected_http_client_is_used_as_given_and_left_open(
+    collector: LocalCollector,
+) -> None:
+    """An injected httpx client carries the requests, with its own headers, and stays open."""
+    async with httpx.AsyncClient(headers={"X-Team": "growth"}) as http:
         async with client_for(collector.url, http_client=http) as client:
             await client.track(user_id="1", event="e")
-        assert not uses_asyncio_backend(http)
+        assert not http.is_closed
     assert len(await collector.wait_for(1)) == 1
+    assert collector.requests[-1].headers.get("x-team") == "growth"
 
 
 async def test_https_with_a_trusted_certificate_delivers(trusted_ca: trustme.CA) -> None:
-    async with FaultServer(tls=server_tls(trusted_ca)) as server:
-        async with client_for(server.url) as client:
-            for i in range(250):
-                await client.track(user_id=str(i), event="over tls", properties={"i": i})
-            await client.flush()
-            stats = client.statistics()
-        assert uses_asyncio_backend(client._http)  # type: ignore[arg-type]
+    async with FaultServer(tls=server_tls(trusted_ca)) as server, client_for(server.url) as client:
+        for i in range(250):
+            await client.track(user_id=str(i), event="over tls", properties={"i": i})
+        await client.flush()
+        stats = client.statistics()
     assert stats.delivered == 250
     assert sorted(server.received_ids()) == sorted(set(server.received_ids()))
     assert len(server.received_ids()) == 250
@@ -101,6 +99,37 @@ async def _post_to_untrusted(ca: trustme.CA, failures: list[BaseException]) -> N
                 await http.post(f"{server.url}/v1/batch", content=b"{}")
             failures.append(caught.value)
         assert server.requests == []
+
+
+async def test_an_untrusted_certificate_fails_the_batch_at_once(
+    ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused certificate is a configuration error: one attempt, a final failure that
+    says so, a log line, and no retry budget spent."""
+    failures: list[DeliveryError] = []
+
+    def on_failure(batch: Batch, error: DeliveryError) -> None:
+        failures.append(error)
+
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: None)  # the server's failed handshake
+    try:
+        async with FaultServer(tls=server_tls(ca)) as server:
+            async with client_for(server.url, on_failure=on_failure) as client:
+                await client.track(user_id="1", event="e")
+                assert await client.flush(timeout=10) == 0
+                stats = client.statistics()
+            await asyncio.sleep(0.1)  # the server notices the client leaving
+    finally:
+        loop.set_exception_handler(previous)
+    assert stats.attempts == 1
+    assert stats.retries == 0
+    assert stats.failed == 1
+    [error] = failures
+    assert isinstance(error, TLSVerificationError)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(error)
+    assert any("TLS certificate verification failed" in r.getMessage() for r in caplog.records)
 
 
 async def test_refused_connection_is_a_connect_error() -> None:
@@ -163,94 +192,6 @@ async def test_a_keep_alive_connection_the_server_closed_is_not_reused(
     assert stats.delivered == 3
     assert stats.retries == 0
     assert len(connections) == 3
-
-
-async def test_a_body_larger_than_the_socket_buffers_waits_for_the_reader(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A server that reads slowly: the write pauses on the transport's high-water
-    mark and resumes, and every byte arrives."""
-    received = bytearray()
-    pauses = spy(monkeypatch, "pause_writing")
-    resumes = spy(monkeypatch, "resume_writing")
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        length = await body_length(reader)
-        while len(received) < length:
-            await asyncio.sleep(0.01)
-            received.extend(await reader.read(256 * 1024))
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    body = bytes(range(256)) * (32 * 1024)  # 8 MiB
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server, default_http_client(30.0, 1) as http:
-        response = await http.post(f"http://127.0.0.1:{port}/big", content=body)
-    assert response.status_code == 200
-    assert bytes(received) == body
-    assert pauses
-    assert len(resumes) == len(pauses)
-
-
-@pytest.mark.parametrize("scheme", ["http", "https"])
-async def test_a_response_larger_than_the_read_buffer_arrives_whole(
-    monkeypatch: pytest.MonkeyPatch, trusted_ca: trustme.CA, scheme: str
-) -> None:
-    """Past 256 KiB unread, the socket stops being read until httpcore catches up;
-    over TLS the pause and the resume go to the TLS transport."""
-    paused: list[bool] = []
-    original = _network._Protocol.data_received
-
-    def data_received(self: _network._Protocol, data: bytes) -> None:
-        original(self, data)
-        paused.append(self.read_paused)
-
-    monkeypatch.setattr(_network._Protocol, "data_received", data_received)
-    body = bytes(range(256)) * (8 * 1024)  # 2 MiB
-    tls = server_tls(trusted_ca) if scheme == "https" else None
-    async with (
-        FaultServer(Respond(200, body=body), tls=tls) as server,
-        default_http_client(30.0, 1) as http,
-        http.stream("POST", f"{server.url}/v1/batch", content=b"{}") as response,
-    ):
-        await asyncio.sleep(0.1)  # the server sends faster than the body is read
-        content = await response.aread()
-    assert content == body
-    assert any(paused)
-
-
-def spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
-    """Count calls of the protocol's method ``name`` for the rest of the test."""
-    calls: list[int] = []
-    original = getattr(_network._Protocol, name)
-
-    def counting(self: _network._Protocol) -> None:
-        calls.append(1)
-        original(self)
-
-    monkeypatch.setattr(_network._Protocol, name, counting)
-    return calls
-
-
-async def test_a_connection_dropped_while_a_write_waits_is_a_transport_error() -> None:
-    """The server stops reading, then resets: the waiting write fails as an httpx
-    transport error (never a bare OSError, which delivery would call a bug)."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(64 * 1024)
-        await asyncio.sleep(0.2)  # the client's write is waiting for room meanwhile
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    body = b"x" * (64 * 1024 * 1024)
-    async with server, default_http_client(30.0, 1) as http:
-        with pytest.raises((httpx.WriteError, httpx.ReadError)):
-            await http.post(f"http://127.0.0.1:{port}/big", content=body)
 
 
 async def test_environment_proxies_still_apply(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,6 @@ from faultserver import FaultServer, Hang
 from support import assert_accounted, client_for, eventually
 
 from htevents_async import Batch, DeliveryError, DroppedError, QueueFullError
-from htevents_async._batcher import OUTSTANDING_PER_SLOT
 from htevents_async._collector import LocalCollector
 
 pytestmark = pytest.mark.anyio
@@ -38,16 +37,12 @@ async def test_drop_policy_counts_warns_once_and_calls_on_drop(
             on_drop=lambda batch, reason: dropped.append((batch, reason)),
         ) as client,
     ):
-        # One batch hangs on the server, the next ones wait for its request slot
-        # until every outstanding-batch permit is taken, and one more batch is
-        # formed waiting for a permit: the queue behind them can only fill up.
+        # One batch hangs on the server and the next, full, waits in the flusher for
+        # its request slot: the queue behind them can only fill up.
         first = [await client.track(user_id="u", event="e", callback=record)]
         await server.wait_for_requests(1)
-        for _ in range(OUTSTANDING_PER_SLOT):
-            first += [
-                await client.track(user_id="u", event="e", callback=record) for _ in range(10)
-            ]
-            await eventually(lambda: client.statistics().queued == 0, what="the next batch")
+        first += [await client.track(user_id="u", event="e", callback=record) for _ in range(10)]
+        await eventually(lambda: client.statistics().queued == 0, what="the next batch")
         queued = [await client.track(user_id="u", event="e", callback=record) for _ in range(10)]
         over = [await client.track(user_id="u", event="e", callback=record) for _ in range(15)]
         stats = client.statistics()
@@ -80,10 +75,9 @@ async def test_wait_policy_raises_queue_full_after_enqueue_timeout() -> None:
         )
         await client.track(user_id="u", event="in flight")
         await server.wait_for_requests(1)
-        for _ in range(OUTSTANDING_PER_SLOT):
-            for _ in range(3):
-                await client.track(user_id="u", event="waiting or forming")
-            await eventually(lambda: client.statistics().queued == 0, what="the flusher")
+        for _ in range(3):
+            await client.track(user_id="u", event="waiting for a slot")
+        await eventually(lambda: client.statistics().queued == 0, what="the flusher")
         for _ in range(3):
             await client.track(user_id="u", event="queued")
         loop = asyncio.get_running_loop()
@@ -92,7 +86,7 @@ async def test_wait_policy_raises_queue_full_after_enqueue_timeout() -> None:
             await client.track(user_id="u", event="refused")
         assert 0.2 - 0.05 <= loop.time() - started <= 0.2 + 1.0
         stats = client.statistics()
-        assert stats.accepted == 1 + 3 * OUTSTANDING_PER_SLOT + 3
+        assert stats.accepted == 1 + 3 + 3
         assert "queue_full" not in stats.dropped
         await client.aclose(timeout=0)
         assert_accounted(client.statistics())

@@ -154,14 +154,17 @@ async def test_failed_assertion_mentions_pending_events(
         captured.assert_tracked("Order completed")
 
 
-async def test_ids_keep_their_json_type() -> None:
-    """``user_id=1`` does not match ``"1"``, and ``True`` does not match ``1``."""
+async def test_ids_match_as_sent_and_values_keep_their_json_type() -> None:
+    """Ids are strings on the wire, so ``user_id=1`` matches the ``"1"`` the client sent for
+    it; in properties ``True`` does not match ``1``."""
     async with capture() as (client, captured):
-        await client.track(user_id="1", event="E", properties={"flag": 1})
+        await client.track(user_id=1, event="E", properties={"flag": 1})
 
     captured.assert_tracked("E", user_id="1", properties={"flag": 1})
+    captured.assert_tracked("E", user_id=1)
+    assert captured.messages("track", user_id=1)
     with pytest.raises(AssertionError):
-        captured.assert_tracked("E", user_id=1)
+        captured.assert_tracked("E", user_id="2")
     with pytest.raises(AssertionError):
         captured.assert_tracked("E", properties={"flag": True})
 

@@ -59,12 +59,12 @@ async def send_one(collector: LocalCollector, method: str, **fields: Any) -> dic
         (
             "screen",
             {"user_id": 7, "name": "Settings"},
-            {"type": "screen", "userId": 7, "name": "Settings"},
+            {"type": "screen", "userId": "7", "name": "Settings"},
         ),
         (
             "group",
             {"user_id": "u1", "group_id": 0, "traits": {"seats": 3}},
-            {"type": "group", "userId": "u1", "groupId": 0, "traits": {"seats": 3}},
+            {"type": "group", "userId": "u1", "groupId": "0", "traits": {"seats": 3}},
         ),
         (
             "alias",

@@ -17,6 +17,7 @@ has none, although what they deleted from its database stays deleted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterable, Mapping
@@ -189,8 +190,14 @@ def regulation_routes(
     database: DatabaseEraser | None,
     *,
     token: str | None = None,
+    lock: asyncio.Lock | None = None,
 ) -> list[Route]:
-    """The ``/regulations`` routes; ``token``, when given, is the only bearer token accepted."""
+    """The ``/regulations`` routes; ``token``, when given, is the only bearer token accepted.
+
+    ``lock`` is the one batches are stored under: a deletion waits for a batch being
+    stored, so that none of the user's events lands after it.
+    """
+    storing = lock or asyncio.Lock()
 
     def _error(exc: _BadRequest) -> JSONResponse:
         return JSONResponse({"errors": [{"message": exc.reason}]}, status_code=exc.status)
@@ -203,17 +210,17 @@ def regulation_routes(
             return _error(exc)
         regulate_id = uuid.uuid4().hex
         created_at = _utc_now_iso()
-        if kind in _SUPPRESSING:
-            # Suppress first: a batch arriving while the database deletes is already dropped.
-            regulations.add(Regulation(regulate_id, kind, user_ids, created_at, 0))
         deleted = 0
-        if kind in _DELETING:
-            for user_id in user_ids:
-                removed = store.remove_user(user_id)
-                if database is not None:
-                    # The database holds every message, memory only the newest.
-                    removed = max(removed, await database.delete_user(user_id))
-                deleted += removed
+        async with storing:
+            if kind in _SUPPRESSING:
+                regulations.add(Regulation(regulate_id, kind, user_ids, created_at, 0))
+            if kind in _DELETING:
+                for user_id in user_ids:
+                    removed = store.remove_user(user_id)
+                    if database is not None:
+                        # The database holds every message, memory only the newest.
+                        removed = max(removed, await database.delete_user(user_id))
+                    deleted += removed
         # Unless it was cancelled meanwhile, record it again with what it removed.
         if kind not in _SUPPRESSING or regulations.get(regulate_id) is not None:
             regulations.add(Regulation(regulate_id, kind, user_ids, created_at, deleted))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from os import PathLike
 from types import TracebackType
 from typing import Any, final
@@ -15,7 +16,13 @@ import uvicorn
 
 from ._app import MAX_BODY_BYTES, create_app
 from ._sqlite import SqliteLog
-from ._store import CollectorStats, EventStore, RequestRecord
+from ._store import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_MESSAGES,
+    CollectorStats,
+    EventStore,
+    RequestRecord,
+)
 
 # Bounds the wait for in-flight requests when the collector stops.
 _GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -51,10 +58,33 @@ class _State(enum.Enum):
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket whose accepted connections get ``TCP_NODELAY``.
+
+    ``socket.create_server`` leaves ``proto`` at 0, and asyncio only disables Nagle's
+    algorithm on sockets whose ``proto`` is ``IPPROTO_TCP``; accepted sockets inherit it.
+    Without it, every response on a kept-alive connection waits for the client's delayed
+    ACK (about 40 ms on Linux).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # Listening before uvicorn starts means connections made right after start() queue up
-    # in the backlog instead of being refused.
-    return socket.create_server((host, port), family=family, backlog=2048)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if os.name == "posix":
+            # As create_server does: a restarted collector may reuse a port in TIME_WAIT.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        # Listening before uvicorn starts means connections made right after start() queue
+        # up in the backlog instead of being refused.
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        # The same wording as create_server, which the CLI shows as is.
+        raise OSError(
+            exc.errno, f"{exc.strerror} (while attempting to bind on address {(host, port)!r})"
+        ) from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 @final
@@ -69,9 +99,21 @@ class LocalCollector:
             assert collector.messages("track")[0]["event"] == "Order completed"
 
     ``port=0`` picks a free port. With ``write_key`` only that key is accepted, otherwise
-    any non-empty key. With ``db_path`` messages are also kept in an SQLite file and the
-    newest ``max_messages`` of them are loaded back at start. ``/regulations`` (user
-    deletion, see ``Client.delete``) takes any bearer token, or only ``regulations_token``.
+    any non-empty key.
+
+    Memory keeps the newest messages within ``max_messages`` and ``max_bytes`` (bytes of
+    their JSON); ``stats()`` shows both limits and how many messages left memory. Messages
+    whose ``messageId`` was already seen (among the newest 100,000 ids) are counted in
+    ``stats().duplicates`` and dropped, unless ``keep_duplicates``.
+
+    With ``db_path`` every accepted batch is written to an SQLite file before it is shown
+    or acknowledged, and the newest messages within the limits are loaded back at start.
+
+    Requests must name this machine in ``Host`` (a loopback name or address, ``host``, or
+    one of ``allowed_hosts``), which keeps DNS rebinding pages out.
+
+    ``/regulations`` (user deletion, see ``Client.delete``) takes any bearer token, or
+    only ``regulations_token``.
     """
 
     def __init__(
@@ -81,9 +123,12 @@ class LocalCollector:
         port: int = 0,
         write_key: str | None = None,
         db_path: str | PathLike[str] | None = None,
-        max_messages: int = 100_000,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        keep_duplicates: bool = False,
         max_requests: int = 1_000,
         max_body_bytes: int = MAX_BODY_BYTES,
+        allowed_hosts: Iterable[str] = (),
         regulations_token: str | None = None,
     ) -> None:
         """Configure the collector; nothing is bound or opened until it is entered."""
@@ -92,9 +137,16 @@ class LocalCollector:
         self._write_key = write_key
         self._db_path = db_path
         self._max_messages = max_messages
+        self._max_bytes = max_bytes
         self._max_body_bytes = max_body_bytes
+        self._allowed_hosts = tuple(allowed_hosts)
         self._regulations_token = regulations_token
-        self._store = EventStore(max_messages=max_messages, max_requests=max_requests)
+        self._store = EventStore(
+            max_messages=max_messages,
+            max_bytes=max_bytes,
+            max_requests=max_requests,
+            keep_duplicates=keep_duplicates,
+        )
         self._state = _State.UNOPENED
         self._url: str | None = None
         self._db: SqliteLog | None = None
@@ -180,13 +232,16 @@ class LocalCollector:
         try:
             if self._db_path is not None:
                 self._db = await SqliteLog.open(self._db_path)
-                self._store.preload(*await self._db.load(self._max_messages))
+                events, counts = await self._db.load(self._max_messages, self._max_bytes)
+                self._store.preload(events, counts, await self._db.last_seq())
             sock = _bind(self._host, self._port)
             app = create_app(
                 self._store,
                 write_key=self._write_key,
                 sink=self._db,
                 max_body_bytes=self._max_body_bytes,
+                bound_host=self._host,
+                allowed_hosts=self._allowed_hosts,
                 regulations_token=self._regulations_token,
                 database=self._db,
             )
@@ -251,20 +306,34 @@ def serve(
     port: int = 8787,
     write_key: str | None = None,
     db_path: str | PathLike[str] | None = None,
+    *,
+    max_messages: int = DEFAULT_MAX_MESSAGES,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    keep_duplicates: bool = False,
+    allowed_hosts: Iterable[str] = (),
 ) -> None:
     """Run a collector in the foreground until Ctrl+C (or SIGTERM), printing its URLs on start.
 
-    This is what ``htevents-async collect`` runs. A port already in use raises
-    :class:`OSError` before anything is printed.
+    This is what ``htevents-async collect`` runs; the options are :class:`LocalCollector`'s.
+    A port already in use raises :class:`OSError` before anything is printed.
     """
+    collector = LocalCollector(
+        host=host,
+        port=port,
+        write_key=write_key,
+        db_path=db_path,
+        max_messages=max_messages,
+        max_bytes=max_bytes,
+        keep_duplicates=keep_duplicates,
+        allowed_hosts=allowed_hosts,
+    )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(host, port, write_key, db_path))
+        asyncio.run(_serve(collector, write_key is not None, db_path))
 
 
 async def _serve(
-    host: str, port: int, write_key: str | None, db_path: str | PathLike[str] | None
+    collector: LocalCollector, has_key: bool, db_path: str | PathLike[str] | None
 ) -> None:
-    collector = LocalCollector(host=host, port=port, write_key=write_key, db_path=db_path)
     await collector._start(handle_signals=True)
     try:
         stats = collector.stats()
@@ -272,7 +341,11 @@ async def _serve(
             f"htevents-async collector listening on {collector.url}",
             f"  viewer:    {collector.url}/",
             f"  endpoint:  {collector.url}/v1/batch",
-            "  write key: " + ("required (as configured)" if write_key else "any non-empty key"),
+            "  write key: " + ("required (as configured)" if has_key else "any non-empty key"),
+            f"  memory:    newest {stats.max_messages:,} messages within "
+            f"{stats.max_bytes / 1024 / 1024:,.1f} MiB of JSON",
+            "  messageId: "
+            + ("duplicates kept (and counted)" if stats.keep_duplicates else "duplicates dropped"),
         ]
         if db_path is not None:
             lines.append(f"  database:  {db_path} ({stats.messages} messages loaded)")

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
 from typing import Any, TypeVar
 
-from ._store import StoredEvent
+from ._store import StoredEvent, encode_message
 
 _T = TypeVar("_T")
 
@@ -40,7 +40,11 @@ _INSERT = (
 
 
 def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    # These columns are conveniences for the sqlite3 shell; SQLite needs valid UTF-8, so a
+    # lone surrogate is written as its escape. The message column keeps it exactly.
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _row(event: StoredEvent) -> tuple[object, ...]:
@@ -52,7 +56,7 @@ def _row(event: StoredEvent) -> tuple[object, ...]:
         _text(message.get("event")),
         _text(message.get("userId")),
         _text(message.get("anonymousId")),
-        json.dumps(message, ensure_ascii=False, separators=(",", ":")),
+        encode_message(message),
     )
 
 
@@ -77,15 +81,27 @@ class _Database:
             self._conn.close()
             raise
 
-    def load(self, limit: int) -> tuple[list[StoredEvent], dict[str, int]]:
-        rows = self._conn.execute(
+    def load(self, limit: int, max_bytes: int) -> tuple[list[StoredEvent], dict[str, int]]:
+        cursor = self._conn.execute(
             "SELECT seq, message FROM messages ORDER BY seq DESC LIMIT ?", (limit,)
-        ).fetchall()
-        events = [StoredEvent(seq, json.loads(text)) for seq, text in reversed(rows)]
+        )
+        newest: list[StoredEvent] = []
+        total = 0
+        for seq, text in cursor:
+            total += len(text)
+            if total > max_bytes:
+                break
+            newest.append(StoredEvent(seq, json.loads(text), len(text)))
+        cursor.close()
         counts = dict(
             self._conn.execute("SELECT type, COUNT(*) FROM messages GROUP BY type").fetchall()
         )
-        return events, counts
+        newest.reverse()
+        return newest, counts
+
+    def last_seq(self) -> int:
+        row = self._conn.execute("SELECT MAX(seq) FROM messages").fetchone()
+        return int(row[0] or 0)
 
     def append(self, events: Sequence[StoredEvent]) -> None:
         rows = [_row(event) for event in events]
@@ -130,12 +146,17 @@ class SqliteLog:
     async def _call(self, func: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
-    async def load(self, limit: int) -> tuple[list[StoredEvent], dict[str, int]]:
-        """Return the newest ``limit`` events in arrival order, and the count of every type."""
-        return await self._call(self._database.load, limit)
+    async def load(self, limit: int, max_bytes: int) -> tuple[list[StoredEvent], dict[str, int]]:
+        """Return the newest events within ``limit`` and ``max_bytes`` in arrival order,
+        and the count of every type."""
+        return await self._call(self._database.load, limit, max_bytes)
+
+    async def last_seq(self) -> int:
+        """The highest stored sequence number, 0 for an empty file."""
+        return await self._call(self._database.last_seq)
 
     async def append(self, events: Sequence[StoredEvent]) -> None:
-        """Store one request's events in a single transaction."""
+        """Store one request's events in a single transaction, in the worker thread."""
         if events:
             await self._call(self._database.append, events)
 

@@ -6,6 +6,13 @@
   ``client_lifespan``, ``get_client``, ``EventContextMiddleware`` (plain ASGI).
 * :mod:`htevents_async.integrations.aiohttp` (extra ``aiohttp``): ``client_cleanup_ctx``,
   ``get_client``, ``event_context_middleware``.
+* :mod:`htevents_async.integrations.django` (extra ``django``): the app for
+  ``INSTALLED_APPS``, ``get_client``, ``EventContextMiddleware``, ``get_asgi_application``.
+* :mod:`htevents_async.integrations.flask` (extra ``flask``): the ``Events`` extension,
+  ``get_client``.
+* :mod:`htevents_async.integrations.celery` (extra ``celery``): ``install``, ``get_client``.
+
+The sync frameworks use :class:`~htevents_async.SyncClient`, one per process.
 
 Each opens the client when the app starts and closes it, delivering what is pending, when
 the app stops, and puts the request's ``ip``, ``userAgent``, ``locale`` and ``page`` into

@@ -24,7 +24,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["asgi_request_context", "preferred_locale", "request_context"]
+__all__ = [
+    "asgi_request_context",
+    "environ_request_context",
+    "preferred_locale",
+    "request_context",
+]
 
 # Budgets per value; _clip keeps each within twice its budget in encoded JSON bytes,
 # about 13 KB for a whole request context.
@@ -160,4 +165,31 @@ def asgi_request_context(scope: Mapping[str, Any], *, include_ip: bool = True) -
         user_agent=user_agent,
         accept_language=accept_language,
         referrer=referrer,
+    )
+
+
+def environ_request_context(
+    environ: Mapping[str, Any], *, scheme: str, path: str, include_ip: bool = True
+) -> dict[str, Any]:
+    """Build the context of a request from its WSGI environ (Django's ``request.META``).
+
+    ``path`` is the decoded path the framework reports (``request.path``); ``scheme`` is
+    the framework's view of it, which honours its own proxy settings. The client address
+    is ``REMOTE_ADDR``, as the server set it.
+    """
+    host = environ.get("HTTP_HOST")
+    if not host:
+        server, port = environ.get("SERVER_NAME"), environ.get("SERVER_PORT")
+        if server:
+            default = _DEFAULT_PORTS.get(scheme)
+            host = server if not port or str(port) == str(default) else f"{server}:{port}"
+    return request_context(
+        ip=environ.get("REMOTE_ADDR") if include_ip else None,
+        scheme=scheme,
+        host=host,
+        path=quote(path or "/", safe=_PATH_SAFE),
+        query=environ.get("QUERY_STRING") or "",
+        user_agent=environ.get("HTTP_USER_AGENT"),
+        accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
+        referrer=environ.get("HTTP_REFERER"),
     )

@@ -1,0 +1,218 @@
+"""From a call's arguments to the encoded event: the call-site work both front ends share.
+
+:class:`~htevents_async.Client` (awaited) and :class:`~htevents_async.SyncClient`
+(from plain threads) differ only in how they hand the encoded text to the engine;
+what a call means, how it is validated and how it is encoded lives here, once.
+Each function returns ``(message_id, json_text)`` or raises
+:class:`~htevents_async.MessageError` naming the field.
+
+``track`` and ``identify`` with a ``str`` user id, a ``dict`` of properties or
+traits and nothing else of the caller's take :meth:`Encoder.encode_plain`, which
+skips building a message object (about half the cost of a call);
+``test_plain_and_general_encodings_match`` holds the two paths together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from ._context import current_context
+from ._encoding import Encoder
+from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
+
+__all__ = ["alias", "check_message", "group", "identify", "page", "screen", "track"]
+
+Encoded = tuple[str, str]
+
+
+def check_message(message: object) -> None:
+    """Refuse anything but an instance of one of the concrete message classes."""
+    if not isinstance(message, Message) or type(message) is Message:
+        raise TypeError(
+            "expected an Identify, Track, Page, Screen, Group or Alias message, "
+            f"got {type(message).__name__}"
+        )
+
+
+def identify(
+    encoder: Encoder,
+    user_id: Id | None,
+    anonymous_id: Id | None,
+    traits: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+    timestamp: dt.datetime | None,
+    integrations: Mapping[str, Any] | None,
+    message_id: str | None,
+) -> Encoded:
+    """An ``identify`` call's arguments, encoded."""
+    if (
+        type(user_id) is str
+        and user_id
+        and type(traits) is dict
+        and anonymous_id is None
+        and context is None
+        and timestamp is None
+        and integrations is None
+        and message_id is None
+        and current_context() is None
+    ):
+        return encoder.encode_plain("identify", {"userId": user_id, "traits": traits}, "Identify")
+    return encoder.encode(
+        Identify(
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            traits=traits,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+    )
+
+
+def track(
+    encoder: Encoder,
+    event: str,
+    user_id: Id | None,
+    anonymous_id: Id | None,
+    properties: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+    timestamp: dt.datetime | None,
+    integrations: Mapping[str, Any] | None,
+    message_id: str | None,
+) -> Encoded:
+    """A ``track`` call's arguments, encoded."""
+    if (
+        type(user_id) is str
+        and user_id
+        and type(event) is str
+        and event
+        and type(properties) is dict
+        and anonymous_id is None
+        and context is None
+        and timestamp is None
+        and integrations is None
+        and message_id is None
+        and current_context() is None
+    ):
+        return encoder.encode_plain(
+            "track", {"userId": user_id, "event": event, "properties": properties}, "Track"
+        )
+    return encoder.encode(
+        Track(
+            event=event,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            properties=properties,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+    )
+
+
+def page(
+    encoder: Encoder,
+    user_id: Id | None,
+    anonymous_id: Id | None,
+    name: str | None,
+    category: str | None,
+    properties: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+    timestamp: dt.datetime | None,
+    integrations: Mapping[str, Any] | None,
+    message_id: str | None,
+) -> Encoded:
+    """A ``page`` call's arguments, encoded."""
+    return encoder.encode(
+        Page(
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            name=name,
+            category=category,
+            properties=properties,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+    )
+
+
+def screen(
+    encoder: Encoder,
+    user_id: Id | None,
+    anonymous_id: Id | None,
+    name: str | None,
+    category: str | None,
+    properties: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+    timestamp: dt.datetime | None,
+    integrations: Mapping[str, Any] | None,
+    message_id: str | None,
+) -> Encoded:
+    """A ``screen`` call's arguments, encoded."""
+    return encoder.encode(
+        Screen(
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            name=name,
+            category=category,
+            properties=properties,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+    )
+
+
+def group(
+    encoder: Encoder,
+    group_id: Id,
+    user_id: Id | None,
+    anonymous_id: Id | None,
+    traits: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+    timestamp: dt.datetime | None,
+    integrations: Mapping[str, Any] | None,
+    message_id: str | None,
+) -> Encoded:
+    """A ``group`` call's arguments, encoded."""
+    return encoder.encode(
+        Group(
+            group_id=group_id,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            traits=traits,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+    )
+
+
+def alias(
+    encoder: Encoder,
+    previous_id: Id,
+    user_id: Id,
+    context: Mapping[str, Any] | None,
+    timestamp: dt.datetime | None,
+    integrations: Mapping[str, Any] | None,
+    message_id: str | None,
+) -> Encoded:
+    """An ``alias`` call's arguments, encoded."""
+    return encoder.encode(
+        Alias(
+            previous_id=previous_id,
+            user_id=user_id,
+            context=context,
+            timestamp=timestamp,
+            integrations=integrations,
+            message_id=message_id,
+        )
+    )
