@@ -1,4 +1,4 @@
-"""The ``htevents-async`` command line: ``collect``, ``demo``, ``send`` and ``import``.
+"""The ``htevents-async`` command line: ``collect``, ``demo``, ``send``, ``import``, ``worker``.
 
 ::
 
@@ -49,6 +49,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         f"{__name__}.import_",
         "stream an NDJSON file of messages (a backfill) to the collector",
     ),
+    "worker": (f"{__name__}.worker", "run a Temporal worker for the analytics workflows"),
 }
 
 
