@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import itertools
 import json
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -175,7 +175,7 @@ async def test_backfill_survives_a_sigkilled_worker(
             "--temporal", temporal_address, "--task-queue", queue,
             "--host", collector.url, "--write-key", WRITE_KEY,
         ]  # fmt: skip
-        workers = [subprocess.Popen(command) for _ in range(2)]
+        workers = [await asyncio.create_subprocess_exec(*command) for _ in range(2)]
         try:
             backfill = temporal.InputBackfill(
                 files=[str(path)], chunk_bytes=1024 * 1024, heartbeat_timeout=5.0
@@ -188,12 +188,13 @@ async def test_backfill_survives_a_sigkilled_worker(
             )
             await collector.wait_for(total // 5, timeout=120)
             workers[0].kill()
-            workers[0].wait()
+            await workers[0].wait()
             summary = await handle.result()
         finally:
             for process in workers:
-                process.terminate()
-                process.wait()
+                if process.returncode is None:
+                    process.terminate()
+                    await process.wait()
         ids = [m["messageId"] for m in collector.messages("track")]
     assert summary.accepted == summary.delivered == total
     assert len(set(ids)) == total
