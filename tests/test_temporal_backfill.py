@@ -203,3 +203,26 @@ async def test_backfill_survives_a_sigkilled_worker(
     # more than the chunks the dead worker held, and here far less.
     assert duplicates < total // 2
     print(f"SIGKILL: {duplicates} duplicates of {total} lines, {summary.chunks} chunks")
+
+
+async def test_import_command_runs_on_temporal(
+    tmp_path: Path, temporal_client: TemporalClient, temporal_address: str
+) -> None:
+    """``import FILE --temporal`` starts the backfill, follows it, prints the summary."""
+    path = tmp_path / "events.ndjson"
+    write_ndjson(path, 500)
+    async with LocalCollector() as collector, worker(temporal_client, collector.url) as queue:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; from htevents_async._cli import main; "
+            "sys.exit(main())", "import", str(path), "--temporal", temporal_address,
+            "--task-queue", queue, "--chunk-bytes", "8192", "--no-progress",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, _ = await process.communicate()
+        assert len(collector.messages("track")) == 500
+    text = stdout.decode()
+    # Two lines are rejected on purpose, so the exit code says so.
+    assert process.returncode == 1, text
+    assert "lines read  503" in text
+    assert "delivered   500" in text
+    assert "rejected at byte" in text
