@@ -8,10 +8,13 @@ body (gzip-aware) is parsed and ``len(body["batch"])`` events are counted. Contr
 endpoints, used by the runner:
 
 - ``GET /stats``: counters and the monotonic/wall time the first and last events arrived.
-- ``POST /reset?fail_every=K&hold=1``: zero the counters; answer every K-th upload with
-  500 (``0`` = never); with ``hold=1`` park uploads until ``POST /release`` (or a reset,
-  or a safety timeout), which the memory-backlog scenario uses to keep events queued
-  inside the SDK under test.
+- ``POST /reset?fail_every=K&hold=1&delay_ms=D``: zero the counters; answer every K-th
+  upload with 500, starting with the first (``0`` = never); with ``hold=1`` park uploads
+  until ``POST /release`` (or a reset, or a safety timeout), which the memory-backlog
+  scenario uses to keep events queued inside the SDK under test; with ``delay_ms=D``
+  answer every upload D ms after its body arrived, as a collector across a real network
+  would (a sleep per request, so uploads overlap and the collector stays as fast as
+  before).
 - ``POST /release``: let parked uploads through.
 
 ``python benchmarks/collector.py --self-check`` starts a collector and loads it with
@@ -61,12 +64,14 @@ class Collector:
 
     def __init__(self) -> None:
         self.fail_every = 0
+        self.delay = 0.0
         self._hold: asyncio.Event | None = None
         self.reset()
 
-    def reset(self, *, fail_every: int = 0, hold: bool = False) -> None:
-        """Zero every counter and set the fault and hold behaviour for the next run."""
+    def reset(self, *, fail_every: int = 0, hold: bool = False, delay_ms: float = 0.0) -> None:
+        """Zero every counter and set the fault, hold and delay behaviour for the next run."""
         self.fail_every = fail_every
+        self.delay = delay_ms / 1000
         self.requests = 0
         self.accepted_requests = 0
         self.failed_requests = 0
@@ -105,6 +110,7 @@ class Collector:
             "first_event_wall": self.first_event_wall,
             "last_event_wall": self.last_event_wall,
             "fail_every": self.fail_every,
+            "delay_ms": self.delay * 1000,
             "holding": self._hold is not None and not self._hold.is_set(),
             "paths": self.paths,
             "user_agents": self.user_agents,
@@ -130,6 +136,7 @@ class Collector:
             self.reset(
                 fail_every=int(query.get("fail_every", ["0"])[0]),
                 hold=query.get("hold", ["0"])[0] == "1",
+                delay_ms=float(query.get("delay_ms", ["0"])[0]),
             )
             await _respond(send, 200, _OK_BODY)
         elif method == "POST" and path == "/release":
@@ -153,7 +160,13 @@ class Collector:
         self.user_agents[agent] = self.user_agents.get(agent, 0) + 1
         self.content_encodings[encoding] = self.content_encodings.get(encoding, 0) + 1
         count = self._count(body, encoding)
-        if self.fail_every and number % self.fail_every == 0:
+        if self.delay:
+            # The round trip of a distant collector: the event counts as arrived when
+            # its answer leaves, as the client sees it.
+            await asyncio.sleep(self.delay)
+        # Uploads 1, 1 + K, 1 + 2K, …: the first one meets a fault too, so a run whose
+        # events leave in one or two full requests still exercises the retry path.
+        if self.fail_every and number % self.fail_every == 1 % self.fail_every:
             self.failed_requests += 1
             self.rejected_events += count
             await _respond(send, 500, _FAIL_BODY)

@@ -7,7 +7,10 @@ no shared wrapper adds a function call per event to some SDKs and not to others.
 
 Queues are sized so that nothing is dropped (``Settings.max_queue``), batches hold 100
 events wherever that is configurable, and the flush interval is 0.5 s (the Python
-peers' default) so that no SDK waits for a timer the others do not.
+Segment-lineage peers' default) so that no SDK waits for a timer the others do not. With
+``Settings.defaults`` an adapter passes only the host, the write key and the queue size,
+and every other option keeps the SDK's own default (batch size, flush interval,
+compression, concurrency).
 
 Imports of the SDKs happen inside the adapters: the runner lists adapters whose SDK is
 not installed without importing anything, and each benchmark process imports only
@@ -19,7 +22,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 EVENT = "Order completed"
@@ -42,6 +45,20 @@ class Settings:
     """Seconds; the Python peers' default age limit of a partial batch."""
     flush_timeout: float = 300.0
     """Seconds an awaited flush may take before the benchmark gives up."""
+    defaults: bool = False
+    """Leave batch size, flush interval and gzip at the SDK's defaults (queue stays large)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword options for htevents-async's ``Client`` (``--htevents-option``)."""
+
+    def common(self) -> dict[str, Any]:
+        """The common settings, or nothing when the SDK's defaults apply."""
+        if self.defaults:
+            return {}
+        return {
+            "gzip": self.gzip,
+            "batch_size": self.batch_size,
+            "flush_interval": self.flush_interval,
+        }
 
 
 class Adapter(ABC):
@@ -140,13 +157,20 @@ class _SegmentFamily(ThreadAdapter):
     def open(self, settings: Settings) -> None:
         module_name, _, class_name = self.client_path.rpartition(".")
         client_class = getattr(importlib.import_module(module_name), class_name)
+        common = settings.common()
         self.client = client_class(
             write_key=settings.write_key,
             host=settings.host,
             max_queue_size=settings.max_queue,
-            gzip=settings.gzip,
-            upload_size=settings.batch_size,
-            upload_interval=settings.flush_interval,
+            **(
+                {
+                    "gzip": common["gzip"],
+                    "upload_size": common["batch_size"],
+                    "upload_interval": common["flush_interval"],
+                }
+                if common
+                else {}
+            ),
         )
 
     def calls(self, start: int, count: int) -> None:
@@ -195,6 +219,17 @@ class Rudder(_SegmentFamily):
     client_path = "rudderstack.analytics.Client"
 
 
+def _posthog_options(settings: Settings) -> dict[str, Any]:
+    common = settings.common()
+    if not common:
+        return {}
+    return {
+        "flush_at": common["batch_size"],
+        "flush_interval": common["flush_interval"],
+        "gzip": common["gzip"],
+    }
+
+
 class PostHogThreads(ThreadAdapter):
     """PostHog's classic client: ``capture()`` queues, a consumer thread sends."""
 
@@ -211,9 +246,7 @@ class PostHogThreads(ThreadAdapter):
             settings.write_key,
             host=settings.host,
             max_queue_size=settings.max_queue,
-            flush_at=settings.batch_size,
-            flush_interval=settings.flush_interval,
-            gzip=settings.gzip,
+            **_posthog_options(settings),
         )
 
     def calls(self, start: int, count: int) -> None:
@@ -255,9 +288,7 @@ class PostHogAsync(AsyncAdapter):
             settings.write_key,
             host=settings.host,
             max_queue_size=settings.max_queue,
-            flush_at=settings.batch_size,
-            flush_interval=settings.flush_interval,
-            gzip=settings.gzip,
+            **_posthog_options(settings),
         )
         self._flush_timeout = settings.flush_timeout
 
@@ -290,11 +321,11 @@ class Naive(AsyncAdapter):
     async def open(self, settings: Settings) -> None:
         from naive import NaiveSender
 
+        common = settings.common()
         self.sender = NaiveSender(
             settings.host,
             settings.write_key,
-            batch_size=settings.batch_size,
-            compress=settings.gzip,
+            **({"batch_size": common["batch_size"], "compress": common["gzip"]} if common else {}),
         )
 
     async def calls(self, start: int, count: int) -> None:
@@ -340,13 +371,22 @@ class HteventsAsync(AsyncAdapter):
     async def open(self, settings: Settings) -> None:
         import htevents_async
 
+        common = settings.common()
+        options: dict[str, Any] = (
+            {
+                "max_batch_size": common["batch_size"],
+                "gzip": common["gzip"],
+                "flush_interval": common["flush_interval"],
+            }
+            if common
+            else {}
+        )
+        options.update(settings.options)
         self.client = htevents_async.Client(
             settings.write_key,
             host=settings.host,
             max_queue_size=settings.max_queue,
-            max_batch_size=settings.batch_size,
-            gzip=settings.gzip,
-            flush_interval=settings.flush_interval,
+            **options,
         )
         await self.client.__aenter__()
         self._flush_timeout = settings.flush_timeout

@@ -264,6 +264,18 @@ async def eventloop(
     }
 
 
+def parse_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE as JSON (numbers, true/false), or as a plain string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--option wants KEY=VALUE, not {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
+
 def main() -> None:
     """Parse arguments, run one mode for one SDK, print the JSON result."""
     parser = argparse.ArgumentParser(description="One benchmark measurement in this process.")
@@ -275,6 +287,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, required=True, help="number of track calls")
     parser.add_argument("--gzip", action="store_true", help="compress request bodies")
     parser.add_argument("--threads", type=int, default=1, help="threads: producer threads")
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="keep the SDK's own batch size, flush interval and compression",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an htevents-async Client option (VALUE read as JSON, else as a string)",
+    )
     parser.add_argument("--burst", type=int, default=1000, help="eventloop: calls per burst")
     parser.add_argument(
         "--gap-ms", type=float, default=10.0, help="eventloop: sleep between bursts"
@@ -282,7 +306,12 @@ def main() -> None:
     args = parser.parse_args()
 
     adapter = ADAPTERS[args.sdk]()
-    settings = Settings(host=args.host, gzip=args.gzip)
+    settings = Settings(
+        host=args.host,
+        gzip=args.gzip,
+        defaults=args.defaults,
+        options=dict(parse_option(text) for text in args.option),
+    )
     result: dict[str, Any]
     if args.mode == "throughput":
         if isinstance(adapter, ThreadAdapter):
@@ -299,7 +328,16 @@ def main() -> None:
     else:
         assert isinstance(adapter, (ThreadAdapter, AsyncAdapter))
         result = asyncio.run(eventloop(adapter, settings, args.n, args.burst, args.gap_ms / 1e3))
-    result.update({"sdk": args.sdk, "mode": args.mode, "n": args.n, "gzip": args.gzip})
+    result.update(
+        {
+            "sdk": args.sdk,
+            "mode": args.mode,
+            "n": args.n,
+            "gzip": args.gzip,
+            "defaults": args.defaults,
+            "options": settings.options,
+        }
+    )
     print(json.dumps(result), flush=True)
     if args.mode == "backlog":
         # The SDK still holds N undeliverable events and parked requests; a normal exit

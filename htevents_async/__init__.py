@@ -43,6 +43,7 @@ from ._messages import Message as Message
 from ._messages import Page as Page
 from ._messages import Screen as Screen
 from ._messages import Track as Track
+from ._plugins import BeforeSend as BeforeSend
 from ._stats import Statistics as Statistics
 from ._sync import SyncClient as SyncClient
 from ._version import __version__ as __version__
@@ -50,6 +51,7 @@ from ._version import __version__ as __version__
 __all__ = [
     "Alias",
     "Batch",
+    "BeforeSend",
     "Callback",
     "Client",
     "ClientClosedError",

@@ -195,21 +195,22 @@ class Batcher:
                     break
                 append(entry)
             counters.in_flight += taken
-            if (
-                self._carry is not None
-                or len(batch) >= self._grow_to
-                or self._flush_target > self._handed_off
-                or self._closing
-            ):
+            if self._carry is not None or len(batch) >= self._grow_to:
                 break
+            flushing = self._flush_target > self._handed_off or self._closing
             timer = None
-            if len(batch) >= max_size or self._loop.time() >= deadline:
-                if self._slots.free:
+            if flushing or len(batch) >= max_size or self._loop.time() >= deadline:
+                if limit < self._grow_to:
+                    # Due: it leaves with everything already queued, up to the caps. A
+                    # backlog (or a flush of one) goes out in few full requests, and no
+                    # event waits longer for it.
+                    limit = self._grow_to
+                    continue
+                if flushing or self._slots.free:
                     break
                 # Due, but every request slot is busy: sent now, the batch would only
-                # wait for one. It keeps filling up to the hard caps until a slot
-                # frees, so a backlog leaves in fewer, fuller requests.
-                limit = self._wake_at = self._grow_to
+                # wait for one. It keeps filling up to the caps until a slot frees.
+                self._wake_at = self._grow_to
                 self._waiting_for_slot = True
                 waiter = self._waiter = self._loop.create_future()
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import enum
 import logging
@@ -10,7 +11,8 @@ import os
 import time
 import warnings
 import weakref
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AbstractContextManager
 from functools import partial
 from types import TracebackType
 from typing import Any, final
@@ -20,7 +22,7 @@ import attrs
 import httpx
 
 from . import _frontend
-from ._batch import Entry, envelope_size
+from ._batch import Batch, Entry, envelope_size
 from ._batcher import Batcher, drop_entries
 from ._config import Config
 from ._delete import Delete, check_deletion_config, request_deletion
@@ -29,6 +31,7 @@ from ._errors import (
     ClientClosedError,
     ClientStateError,
     ConfigError,
+    DroppedError,
     ForkedClientError,
     QueueFullError,
     WrongEventLoopError,
@@ -36,6 +39,7 @@ from ._errors import (
 from ._hooks import Callback, HookRunner
 from ._logging import RateLimitedLog, logger
 from ._messages import Id, Message
+from ._plugins import Dropped, Pipeline
 from ._retry import is_retryable_status
 from ._stats import Counters, Statistics
 from ._transport import Attempt, Transport, default_http_client
@@ -151,8 +155,18 @@ class Client:
         # yields before it records its own event.
         self._yield_due = False
         self._write_key = write_key
-        self._encoder = Encoder(config.max_message_bytes)
+        # Chosen once: with before_send plugins every call, the plain ones included,
+        # goes through them; without, the calls encode as they always have.
+        self._encoder: Encoder = (
+            Pipeline(config.before_send, config.max_message_bytes)
+            if config.before_send
+            else Encoder(config.max_message_bytes)
+        )
         self._counters = Counters()
+        # For integrations (metrics): called on the loop with every request attempt, and
+        # the context the flusher task starts in, so its requests can be told apart.
+        self._attempt_observers: list[Callable[[Attempt], None]] = []
+        self._flusher_scope: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
         self._warnings = RateLimitedLog()
         self._hooks = HookRunner(config.hook_timeout)
         self._state = _State.UNOPENED
@@ -372,7 +386,7 @@ class Client:
         _frontend.check_message(message)
         if self._yield_due:
             await self._take_turn()
-        message_id, data = self._encoder.encode(message)
+        message_id, data = _frontend.encode_message(self._encoder, message)
         follow_up = self._accept(message_id, data, callback)
         if follow_up is not None:
             await follow_up
@@ -426,9 +440,14 @@ class Client:
                 "its methods) on its event loop before enqueue_threadsafe()"
             )
         _frontend.check_message(message)
-        message_id, data = self._encoder.encode(message)
+        message_id, data = _frontend.encode_message(self._encoder, message)
+        handed: tuple[Any, ...]
+        if isinstance(data, Dropped):
+            handed = (self._drop_filtered, data, callback)
+        else:
+            handed = (self._accept_handed_over, (data, _bind(callback, message_id)))
         try:
-            loop.call_soon_threadsafe(self._accept_handed_over, (data, _bind(callback, message_id)))
+            loop.call_soon_threadsafe(*handed)
         except RuntimeError:
             raise ClientClosedError("the client's event loop is closed") from None
         return message_id
@@ -436,13 +455,16 @@ class Client:
     # -- the enqueue path ----------------------------------------------------------
 
     def _accept(
-        self, message_id: str, data: str, callback: Callback | None
+        self, message_id: str, data: str | Dropped, callback: Callback | None
     ) -> Coroutine[Any, Any, None] | None:
         """Queue an encoded event; returns what the caller must await, if anything: the
         wait for room (``overflow="wait"``)."""
         batcher = self._batcher
         if batcher is None or asyncio.get_running_loop() is not self._loop:
             batcher = self._start()
+        if isinstance(data, Dropped):  # a before_send plugin dropped it
+            self._drop_filtered(data, callback)
+            return None
         entry: Entry = (data, None if callback is None else partial(callback, message_id))
         if batcher is None:  # disabled: validated and encoded, then dropped by design
             self._counters.accepted += 1
@@ -511,6 +533,30 @@ class Client:
             )
         self._counters.accepted += 1
 
+    def _drop_filtered(self, dropped: Dropped, callback: Callback | None) -> str:
+        """Runs on the loop: account for an event a ``before_send`` plugin dropped."""
+        self._counters.accepted += 1
+        self._counters.drop(dropped.reason)
+        on_drop = self._config.on_drop
+        if on_drop is not None:
+            batch = Batch([(dropped.hook_text(), None)])
+            self._hooks.call("on_drop", on_drop, batch, dropped.reason)
+        if callback is not None:
+            error = DroppedError(dropped.reason)
+            self._hooks.call("callback", callback, dropped.message_id, error)
+        return dropped.message_id
+
+    def _drop_filtered_threadsafe(self, dropped: Dropped, callback: Callback | None) -> str:
+        """:meth:`_drop_filtered` from another thread (``SyncClient``): done on the loop."""
+        loop = self._loop
+        if loop is None:
+            raise ClientStateError("the client has not started")
+        try:
+            loop.call_soon_threadsafe(self._drop_filtered, dropped, callback)
+        except RuntimeError:
+            raise ClientClosedError("the client's event loop is closed") from None
+        return dropped.message_id
+
     def _accept_handed_over(self, entry: Entry) -> None:
         """Runs on the loop: queue an entry encoded in another thread."""
         self._counters.accepted += 1
@@ -559,9 +605,10 @@ class Client:
                 on_attempt=self._count_attempt,
                 own_client=self._owns_http,
             )
-            self._batcher = Batcher(
-                self._config, transport, self._counters, self._hooks, self._warnings
-            )
+            with self._flusher_scope():
+                self._batcher = Batcher(
+                    self._config, transport, self._counters, self._hooks, self._warnings
+                )
         return self._batcher
 
     def _count_attempt(self, attempt: Attempt) -> None:
@@ -599,6 +646,8 @@ class Client:
             counters.consecutive_failures += 1
         if attempt.error is not None:
             counters.last_error = attempt.error
+        for observe in self._attempt_observers:
+            observe(attempt)
 
     # -- lifecycle -----------------------------------------------------------------
 

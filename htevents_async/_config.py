@@ -11,6 +11,7 @@ import httpx
 
 from ._errors import ConfigError
 from ._hooks import OnDrop, OnFailure, OnSuccess
+from ._plugins import BeforeSend, plugin_chain
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Config"]
 
@@ -229,11 +230,19 @@ class Config:
     """Called with each undeliverable batch and its :class:`~htevents_async.DeliveryError`."""
 
     on_drop: OnDrop | None = attrs.field(default=None, validator=_optional_callable)
-    """Called with events dropped before delivery and the reason: ``"queue_full"``, or
-    ``"shutdown"`` (still pending at the close deadline). Events dropped by design
+    """Called with events dropped before delivery and the reason: ``"queue_full"``,
+    ``"shutdown"`` (still pending at the close deadline), ``"filtered"`` or
+    ``"plugin_error"`` (see :attr:`before_send`). Events dropped by design
     (``disable=True``) or inherited across ``os.fork()`` are counted in
     :meth:`Client.statistics` and logged, but not passed here: the first happen by
     choice, the second belong to the parent process."""
+
+    before_send: tuple[BeforeSend, ...] = attrs.field(default=(), converter=plugin_chain)
+    """Plugins that see each event before it is encoded: a callable, or a sequence of
+    them applied in order (stored as a tuple). Each gets the event as a ``dict`` in
+    wire form and returns the dict to send or ``None`` to drop it (counted as
+    ``dropped["filtered"]``); one that raises drops it as ``"plugin_error"``. See
+    :mod:`htevents_async.plugins` and the README's "Plugins" section."""
 
     # -- deletion (see Client.delete); a credential apart from the write key ----------
 

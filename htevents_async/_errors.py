@@ -136,7 +136,7 @@ class DroppedError(DeliveryError):
 
     def __init__(self, reason: str, message: str | None = None) -> None:
         super().__init__(message or f"dropped before delivery: {reason}")
-        #: ``"queue_full"``, ``"shutdown"`` or ``"fork"``.
+        #: ``"queue_full"``, ``"shutdown"``, ``"fork"``, ``"filtered"`` or ``"plugin_error"``.
         self.reason = reason
 
 

@@ -3,7 +3,8 @@
 :class:`~htevents_async.Client` (awaited) and :class:`~htevents_async.SyncClient`
 (from plain threads) differ only in how they hand the encoded text to the engine;
 what a call means, how it is validated and how it is encoded lives here, once.
-Each function returns ``(message_id, json_text)`` or raises
+Each function returns ``(message_id, json_text)`` (or a :class:`Dropped` in place
+of the text when a ``before_send`` plugin dropped the event) or raises
 :class:`~htevents_async.MessageError` naming the field.
 
 ``track`` and ``identify`` with a ``str`` user id, a ``dict`` of properties or
@@ -21,10 +22,22 @@ from typing import Any
 from ._context import current_context
 from ._encoding import Encoder
 from ._messages import Alias, Group, Id, Identify, Message, Page, Screen, Track
+from ._plugins import Dropped
 
-__all__ = ["alias", "check_message", "group", "identify", "page", "screen", "track"]
+__all__ = [
+    "alias",
+    "check_message",
+    "encode_message",
+    "group",
+    "identify",
+    "page",
+    "screen",
+    "track",
+]
 
-Encoded = tuple[str, str]
+#: ``(message_id, json_text)``, or the id and a :class:`Dropped` when a ``before_send``
+#: plugin dropped the event: the front end accounts for it instead of queueing it.
+Encoded = tuple[str, "str | Dropped"]
 
 
 def check_message(message: object) -> None:
@@ -34,6 +47,14 @@ def check_message(message: object) -> None:
             "expected an Identify, Track, Page, Screen, Group or Alias message, "
             f"got {type(message).__name__}"
         )
+
+
+def encode_message(encoder: Encoder, message: Message) -> Encoded:
+    """A prepared message (``enqueue``), encoded."""
+    try:
+        return encoder.encode(message)
+    except Dropped as dropped:
+        return dropped.message_id, dropped
 
 
 def identify(
@@ -47,29 +68,34 @@ def identify(
     message_id: str | None,
 ) -> Encoded:
     """An ``identify`` call's arguments, encoded."""
-    if (
-        type(user_id) is str
-        and user_id
-        and type(traits) is dict
-        and anonymous_id is None
-        and context is None
-        and timestamp is None
-        and integrations is None
-        and message_id is None
-        and current_context() is None
-    ):
-        return encoder.encode_plain("identify", {"userId": user_id, "traits": traits}, "Identify")
-    return encoder.encode(
-        Identify(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            traits=traits,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+    try:
+        if (
+            type(user_id) is str
+            and user_id
+            and type(traits) is dict
+            and anonymous_id is None
+            and context is None
+            and timestamp is None
+            and integrations is None
+            and message_id is None
+            and current_context() is None
+        ):
+            return encoder.encode_plain(
+                "identify", {"userId": user_id, "traits": traits}, "Identify"
+            )
+        return encoder.encode(
+            Identify(
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                traits=traits,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
         )
-    )
+    except Dropped as dropped:
+        return dropped.message_id, dropped
 
 
 def track(
@@ -84,34 +110,37 @@ def track(
     message_id: str | None,
 ) -> Encoded:
     """A ``track`` call's arguments, encoded."""
-    if (
-        type(user_id) is str
-        and user_id
-        and type(event) is str
-        and event
-        and type(properties) is dict
-        and anonymous_id is None
-        and context is None
-        and timestamp is None
-        and integrations is None
-        and message_id is None
-        and current_context() is None
-    ):
-        return encoder.encode_plain(
-            "track", {"userId": user_id, "event": event, "properties": properties}, "Track"
+    try:
+        if (
+            type(user_id) is str
+            and user_id
+            and type(event) is str
+            and event
+            and type(properties) is dict
+            and anonymous_id is None
+            and context is None
+            and timestamp is None
+            and integrations is None
+            and message_id is None
+            and current_context() is None
+        ):
+            return encoder.encode_plain(
+                "track", {"userId": user_id, "event": event, "properties": properties}, "Track"
+            )
+        return encoder.encode(
+            Track(
+                event=event,
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                properties=properties,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
         )
-    return encoder.encode(
-        Track(
-            event=event,
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
-        )
-    )
+    except Dropped as dropped:
+        return dropped.message_id, dropped
 
 
 def page(
@@ -127,19 +156,22 @@ def page(
     message_id: str | None,
 ) -> Encoded:
     """A ``page`` call's arguments, encoded."""
-    return encoder.encode(
-        Page(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            name=name,
-            category=category,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+    try:
+        return encoder.encode(
+            Page(
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                name=name,
+                category=category,
+                properties=properties,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
         )
-    )
+    except Dropped as dropped:
+        return dropped.message_id, dropped
 
 
 def screen(
@@ -155,19 +187,22 @@ def screen(
     message_id: str | None,
 ) -> Encoded:
     """A ``screen`` call's arguments, encoded."""
-    return encoder.encode(
-        Screen(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            name=name,
-            category=category,
-            properties=properties,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+    try:
+        return encoder.encode(
+            Screen(
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                name=name,
+                category=category,
+                properties=properties,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
         )
-    )
+    except Dropped as dropped:
+        return dropped.message_id, dropped
 
 
 def group(
@@ -182,18 +217,21 @@ def group(
     message_id: str | None,
 ) -> Encoded:
     """A ``group`` call's arguments, encoded."""
-    return encoder.encode(
-        Group(
-            group_id=group_id,
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            traits=traits,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+    try:
+        return encoder.encode(
+            Group(
+                group_id=group_id,
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                traits=traits,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
         )
-    )
+    except Dropped as dropped:
+        return dropped.message_id, dropped
 
 
 def alias(
@@ -206,13 +244,16 @@ def alias(
     message_id: str | None,
 ) -> Encoded:
     """An ``alias`` call's arguments, encoded."""
-    return encoder.encode(
-        Alias(
-            previous_id=previous_id,
-            user_id=user_id,
-            context=context,
-            timestamp=timestamp,
-            integrations=integrations,
-            message_id=message_id,
+    try:
+        return encoder.encode(
+            Alias(
+                previous_id=previous_id,
+                user_id=user_id,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
         )
-    )
+    except Dropped as dropped:
+        return dropped.message_id, dropped

@@ -56,6 +56,28 @@ class MissingIdentityError(MessageError):
     """A message with neither ``userId`` nor ``anonymousId`` (``allow_anonymous=False``)."""
 
 
+def _make_loads() -> Callable[[bytes], Any]:
+    """orjson's parser when installed (the ``orjson`` and ``cli`` extras): a tenth of the
+    stdlib's time per line. What it refuses (NaN literals, integers past 64 bits) goes
+    to the stdlib, which also words the error of a line that is not JSON."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    fast = orjson.loads
+
+    def loads(text: bytes) -> Any:
+        try:
+            return fast(text)
+        except ValueError:
+            return json.loads(text)
+
+    return loads
+
+
+_loads: Final = _make_loads()
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
@@ -303,7 +325,7 @@ async def import_ndjson(
             counts.offset = offset + len(raw)
             continue
         try:
-            data = json.loads(text)
+            data = _loads(text)
         except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError
             counts.lines += 1
             reject(offset, f"invalid JSON: {exc}")

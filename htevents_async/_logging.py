@@ -27,8 +27,11 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def log(self, level: int, key: str, message: str, *args: Any) -> None:
-        """Log ``message % args`` unless ``key`` was logged less than ``interval`` ago."""
+    def log(self, level: int, key: str, message: str, *args: Any, **fields: Any) -> None:
+        """Log ``message % args`` unless ``key`` was logged less than ``interval`` ago.
+
+        ``fields`` go to :meth:`logging.Logger.log` as they are (``exc_info``, ``extra``).
+        """
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._interval:
@@ -39,4 +42,4 @@ class RateLimitedLog:
         if held:
             message += " (%d similar messages suppressed)"
             args = (*args, held)
-        logger.log(level, message, *args)
+        logger.log(level, message, *args, **fields)

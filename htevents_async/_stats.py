@@ -20,7 +20,8 @@ class Statistics:
     """
 
     accepted: int
-    """Events that passed validation and encoding."""
+    """Events that passed validation and encoding, and events a ``before_send``
+    plugin dropped (counted in :attr:`dropped` too)."""
     queued: int
     """Events waiting in the queue."""
     in_flight: int
@@ -32,7 +33,8 @@ class Statistics:
     dropped: Mapping[str, int]
     """Events dropped before delivery, by reason: ``queue_full``, ``disabled``,
     ``shutdown`` (still pending when the close deadline passed), ``fork``
-    (inherited from the parent process)."""
+    (inherited from the parent process), ``filtered`` (a ``before_send`` plugin
+    returned ``None``), ``plugin_error`` (a ``before_send`` plugin raised)."""
     batches_delivered: int
     """Batches the collector answered with a 2xx."""
     batches_failed: int

@@ -20,6 +20,7 @@ from ._config import Config
 from ._errors import ClientClosedError, ClientStateError, DeliveryError, QueueFullError
 from ._hooks import Callback
 from ._messages import Id, Message
+from ._plugins import Dropped
 from ._portal import Runtime
 from ._stats import Statistics
 
@@ -281,14 +282,16 @@ class SyncClient:
         """
         _frontend.check_message(message)
         runtime = self._runtime or self._start()
-        message_id, data = self._encoder.encode(message)
+        message_id, data = _frontend.encode_message(self._encoder, message)
         return self._hand_over(runtime, message_id, data, callback)
 
     # -- the hand-over ---------------------------------------------------------------
 
     def _hand_over(
-        self, runtime: Runtime, message_id: str, data: str, callback: Callback | None
+        self, runtime: Runtime, message_id: str, data: str | Dropped, callback: Callback | None
     ) -> str:
+        if isinstance(data, Dropped):  # a before_send plugin dropped it
+            return self._client._drop_filtered_threadsafe(data, callback)
         admission = self._admission
         if admission is not None:
             if not admission.acquire(timeout=self._config.enqueue_timeout):

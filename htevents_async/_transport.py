@@ -7,6 +7,7 @@ import base64
 import gzip
 import json
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import final
 
@@ -58,6 +59,8 @@ class Attempt:
     """Whether the request reached the collector: ``False`` when no connection was made."""
     error: str | None = None
     """Why the attempt did not succeed (redacted), ``None`` for a 2xx."""
+    duration: float = 0.0
+    """Seconds from sending the request to its answer (or its failure)."""
 
 
 @final
@@ -310,6 +313,7 @@ class Transport:
         """One request: a final outcome, or ``None`` with the reason to retry and the
         server's ``Retry-After``."""
         retry = attempt > 1
+        started = time.perf_counter()
         try:
             # httpx's timeout bounds each read; this bounds the exchange up to the
             # status line, so a server that trickles bytes cannot hold the batch forever.
@@ -318,7 +322,8 @@ class Transport:
         except (httpx.TransportError, TimeoutError) as exc:
             reason = self._redact(_describe(exc))
             sent = not isinstance(exc, _NOT_SENT)
-            self._on_attempt(Attempt(None, len(body), retry, sent, reason))
+            elapsed = time.perf_counter() - started
+            self._on_attempt(Attempt(None, len(body), retry, sent, reason, elapsed))
             if _certificate_failure(exc):
                 # Sending again cannot fix the trust store or the host name.
                 return Outcome(TLSVerificationError(reason), attempt), reason, None
@@ -327,11 +332,12 @@ class Transport:
         # nothing, and a 2xx is never sent again because of it.
         raw = await self._read_body(response)
         status = response.status_code
+        elapsed = time.perf_counter() - started
         if is_success(status):
-            self._on_attempt(Attempt(status, len(body), retry))
+            self._on_attempt(Attempt(status, len(body), retry, duration=elapsed))
             return Outcome(None, attempt), "", None
         reason = f"HTTP {status}"
-        self._on_attempt(Attempt(status, len(body), retry, True, reason))
+        self._on_attempt(Attempt(status, len(body), retry, True, reason, elapsed))
         if not is_retryable_status(status):
             text = self._redact(_error_text(response, raw))
             error = HTTPStatusError(status, text, url=self._display_url)

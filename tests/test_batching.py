@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from htevents_async import Client
@@ -17,10 +18,26 @@ async def test_batches_close_at_max_batch_size(collector: LocalCollector) -> Non
     async with Client("wk", host=collector.url, max_batch_size=10, flush_interval=3600) as client:
         for i in range(35):
             await client.track(user_id=i, event="counted")
+            await asyncio.sleep(0)  # a producer that suspends, as request handlers do
         await collector.wait_for(30)
         assert batch_sizes(collector) == [10, 10, 10]
         assert await client.flush() == 0
     assert batch_sizes(collector) == [10, 10, 10, 5]
+
+
+async def test_a_backlog_leaves_in_batches_as_full_as_the_caps(
+    collector: LocalCollector,
+) -> None:
+    """Events already queued when a batch is due leave with it, up to 2,500 per request:
+    a backlog goes out in few requests, and a flush of one too."""
+    async with Client("wk", host=collector.url, max_batch_size=10, flush_interval=3600) as client:
+        for i in range(6_000):
+            await client.track(user_id=i, event="backlog")
+        assert await client.flush() == 0
+    sizes = batch_sizes(collector)
+    assert sum(sizes) == 6_000
+    assert max(sizes) <= 2_500
+    assert len(sizes) < 6_000 // 10 // 4
 
 
 async def test_batches_close_before_max_batch_bytes(collector: LocalCollector) -> None:
@@ -87,6 +104,7 @@ async def test_statistics_count_requests_and_bytes(collector: LocalCollector) ->
     async with Client("wk", host=collector.url, max_batch_size=50) as client:
         for i in range(120):
             await client.track(user_id=i, event="stats")
+            await asyncio.sleep(0)  # a producer that suspends: batches of 50, 50, 20
     stats = client.statistics()
     seen = collector.stats()
     assert stats.requests == seen.requests == 3

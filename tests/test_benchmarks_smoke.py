@@ -18,7 +18,19 @@ pytest.importorskip("httpx")
 RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 N = 200
 SDKS = ("naive", "htevents_async")
-SCENARIOS = ("throughput", "backlog", "eventloop", "fault", "gzip-off", "gzip")
+SCENARIOS = (
+    "throughput",
+    "defaults",
+    "latency",
+    "backlog",
+    "eventloop",
+    "fault",
+    "gzip-off",
+    "gzip",
+)
+# The import scenarios run the command line of htevents_async only, on 10 x N lines.
+IMPORT_SCENARIOS = ("import", "import-latency")
+IMPORT_LINES = 10 * N
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +80,43 @@ def test_every_run_completes(results: dict[str, Any], sdk: str, scenario: str) -
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sdk", SDKS)
-@pytest.mark.parametrize("scenario", ["throughput", "eventloop", "gzip-off", "gzip"])
+@pytest.mark.parametrize(
+    "scenario", ["throughput", "defaults", "latency", "eventloop", "gzip-off", "gzip"]
+)
 def test_every_event_arrives(results: dict[str, Any], sdk: str, scenario: str) -> None:
     """Against a healthy collector every event sent is counted there, exactly once."""
     run = _run(results, sdk, scenario)
     assert run["arrived"] == N, run["collector"]
     assert run["collector"]["parse_errors"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", IMPORT_SCENARIOS)
+def test_import_delivers_every_line(results: dict[str, Any], scenario: str) -> None:
+    """The import command sends every line of the generated file, exactly once."""
+    run = _run(results, "htevents_async", scenario)
+    assert run["ok"], run
+    assert run["arrived"] == IMPORT_LINES, run["collector"]
+    assert run["collector"]["parse_errors"] == 0
+    assert run["worker"]["exit_code"] == 0
+    assert not [r for r in results["runs"] if r["sdk"] == "naive" and r["scenario"] == scenario]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["latency", "import-latency"])
+def test_latency_scenarios_delay_the_collector(results: dict[str, Any], scenario: str) -> None:
+    """The collector was told to answer every upload after the default 50 ms."""
+    run = _run(results, "htevents_async", scenario)
+    assert run["collector"]["delay_ms"] == 50
+
+
+@pytest.mark.slow
+def test_defaults_scenario_keeps_sdk_defaults(results: dict[str, Any]) -> None:
+    """At its defaults htevents_async compresses; in the common settings it does not."""
+    defaults = _run(results, "htevents_async", "defaults")["collector"]["content_encodings"]
+    common = _run(results, "htevents_async", "throughput")["collector"]["content_encodings"]
+    assert set(defaults) == {"gzip"}
+    assert set(common) == {""}
 
 
 @pytest.mark.slow
@@ -117,3 +160,5 @@ def test_report_is_a_markdown_table(results: dict[str, Any]) -> None:
     assert "| SDK | µs per call | delivered events/s | loop stall µs/event |" in report
     for label in results["labels"].values():
         assert f"| {label} |" in report
+    assert "### Targets for htevents-async (issue #9)" in report
+    assert "| import of the NDJSON file, 50 ms latency | ≥ 20,000 events/s |" in report

@@ -11,7 +11,13 @@ from fault_matrix import SCENARIOS, Result, Scenario, run
 from faultserver import Action, FaultServer, Hang, ReceivedRequest, Respond, http_date
 from support import assert_accounted, client_for, eventually
 
-from htevents_async import Batch, DeliveryError, HTTPStatusError, RetriesExhaustedError
+from htevents_async import (
+    Batch,
+    ClientClosedError,
+    DeliveryError,
+    HTTPStatusError,
+    RetriesExhaustedError,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -269,16 +275,28 @@ async def test_no_more_than_max_concurrent_requests_are_in_flight() -> None:
     """With every request hanging, the server sees exactly max_concurrent_requests of them."""
     async with FaultServer(then=Hang()) as server:
         client = client_for(
-            server.url, request_timeout=60.0, max_batch_size=5, max_concurrent_requests=3
+            server.url,
+            request_timeout=60.0,
+            max_batch_size=5,
+            max_queue_size=5,
+            max_concurrent_requests=3,
+            overflow="wait",
+            enqueue_timeout=60.0,
         )
-        for _ in range(50):
-            await client.track(user_id="u", event="e")
+
+        async def produce() -> None:
+            for _ in range(50):
+                await client.track(user_id="u", event="e")
+
+        producer = asyncio.create_task(produce())
         await server.wait_for_requests(3)
         await anyio.wait_all_tasks_blocked()
         assert len(server.requests) == 3
         stats = client.statistics()
-        # Three batches on the wire, a fourth formed and filling until a slot frees,
-        # and the rest still in the queue.
-        assert stats.in_flight >= 3 * 5 + 1
-        assert stats.in_flight + stats.queued == 50
-        assert await client.aclose(timeout=0) == 50
+        # Three batches of five on the wire, a fourth formed and waiting for a slot,
+        # a full queue, and the producer waiting for room.
+        assert (stats.in_flight, stats.queued) == (20, 5)
+        assert not producer.done()
+        assert await client.aclose(timeout=0) == 25
+        with pytest.raises(ClientClosedError):
+            await producer

@@ -14,10 +14,13 @@
 
 The sync frameworks use :class:`~htevents_async.SyncClient`, one per process.
 
-Each opens the client when the app starts and closes it, delivering what is pending, when
-the app stops, and puts the request's ``ip``, ``userAgent``, ``locale`` and ``page`` into
-the ``context`` of every event recorded while handling it. This package imports no
-framework itself: import the module for yours.
+:mod:`htevents_async.integrations.opentelemetry` (extra ``otel``) is not a framework: its
+``instrument(client)`` reports the client's figures as OpenTelemetry metrics.
+
+Each framework module opens the client when the app starts and closes it, delivering
+what is pending, when the app stops, and puts the request's ``ip``, ``userAgent``,
+``locale`` and ``page`` into the ``context`` of every event recorded while handling
+it. This package imports no framework itself: import the module for yours.
 """
 
 __all__: list[str] = []
