@@ -12,7 +12,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typing", "tests"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-EXTRAS = ".[cli,fastapi,aiohttp,orjson,django,flask,celery,otel]"
+EXTRAS = ".[cli,fastapi,aiohttp,orjson,django,flask,celery,otel,temporal]"
 
 
 def _group(name: str) -> list[str]:

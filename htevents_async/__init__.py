@@ -15,6 +15,7 @@ from ._batch import Batch as Batch
 from ._client import Client as Client
 from ._config import Config as Config
 from ._context import context_scope as context_scope
+from ._delete import Delete as Delete
 from ._errors import ClientClosedError as ClientClosedError
 from ._errors import ClientStateError as ClientStateError
 from ._errors import ConfigError as ConfigError
@@ -65,6 +66,7 @@ __all__ = [
     "ClientStateError",
     "Config",
     "ConfigError",
+    "Delete",
     "DeliveryError",
     "DroppedError",
     "ForkedClientError",

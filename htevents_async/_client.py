@@ -25,6 +25,7 @@ from . import _frontend
 from ._batch import Batch, Entry
 from ._batcher import Batcher, drop_entries
 from ._config import Config
+from ._delete import Delete, check_deletion_config, request_deletion
 from ._errors import (
     ClientClosedError,
     ClientStateError,
@@ -411,6 +412,35 @@ class Client:
         if follow_up is not None:
             await follow_up
         return message_id
+
+    async def delete(
+        self,
+        *,
+        user_id: Id,
+        traits: Mapping[str, Any] | None = None,
+        max_retries: int | None = None,
+    ) -> str:
+        """Suppress the user's later events and delete what was collected; returns the
+        regulation id.
+
+        Unlike event calls this is one API request, sent at once to
+        ``Config.regulations_url`` with ``Config.regulations_token`` (see
+        :class:`Delete` for the request). Without them it raises
+        :class:`ConfigError`. It retries as batches do (``max_retries`` overrides the
+        count), then raises :class:`HTTPStatusError` or :class:`RetriesExhaustedError`:
+        a deletion that did not happen must not pass unnoticed. With ``disable=True``
+        nothing is sent and the id is ``""``.
+        """
+        request = Delete(user_id=user_id, traits=traits)
+        check_deletion_config(self._config)
+        self._start()
+        if self._config.disable:
+            return ""
+        if self._http is None:
+            self._http = default_http_client(
+                self._config.request_timeout, self._config.max_concurrent_requests
+            )
+        return await request_deletion(self._http, self._config, request, max_retries=max_retries)
 
     def enqueue_threadsafe(self, message: Message, *, callback: Callback | None = None) -> str:
         """Record a message from any thread, without waiting on the event loop.

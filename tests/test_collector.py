@@ -475,6 +475,8 @@ async def test_stats_count_messages_requests_and_bytes(
         "max_messages": 100_000,
         "max_bytes": 64 * 1024 * 1024,
         "keep_duplicates": False,
+        "suppressed": 0,
+        "regulations": 0,
     }
     assert collector.stats().as_dict() == stats
 

@@ -1,4 +1,5 @@
-"""The ``htevents-async`` command line: ``collect``, ``demo``, ``send``, ``import``, ``spool``.
+"""The ``htevents-async`` command line: ``collect``, ``demo``, ``send``, ``import``, ``spool``,
+``worker``.
 
 ::
 
@@ -50,6 +51,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "stream an NDJSON file of messages (a backfill) to the collector",
     ),
     "spool": (f"{__name__}.spool", "status, drain, dead letters and replay of a spool"),
+    "worker": (f"{__name__}.worker", "run a Temporal worker for the analytics workflows"),
 }
 
 

@@ -31,6 +31,7 @@ from ._common import (
     target_host,
     write_key,
 )
+from ._temporal_import import add_temporal_arguments, run_on_temporal
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -88,6 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false")
     add_target_options(parser)
+    add_temporal_arguments(parser)
 
 
 @attrs.define
@@ -200,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
     from ._progress import make_progress
 
     quiet_client_logs(args)
+    if args.temporal:
+        return run_on_temporal(args)
     key = write_key(args)
     host = target_host(args)
     check_give_up_options(args)

@@ -12,6 +12,8 @@ Routes:
   exclusive) and ``limit``.
 * ``GET /stats``: the counters and limits of :class:`CollectorStats`.
 * ``GET /``: the live event viewer; ``GET /favicon.svg`` (also as ``/favicon.ico``) its icon.
+* ``POST /regulations``, ``GET /regulations``, ``DELETE /regulations/{id}``: user
+  deletion and suppression (see :mod:`._regulations`).
 
 Every route answers 403 to a ``Host`` header naming something other than this machine
 (see :mod:`._guard`).
@@ -43,6 +45,7 @@ from ._ingest import (
     validate_batch,
 )
 from ._protocols import PROTOCOL_ROUTES, Ingest
+from ._regulations import DatabaseEraser, regulation_routes
 from ._store import EventStore, RequestRecord, StoredEvent, utc_now_iso
 
 MAX_BODY_BYTES: Final = 512 * 1024
@@ -107,6 +110,8 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     bound_host: str = "127.0.0.1",
     allowed_hosts: Iterable[str] = (),
+    regulations_token: str | None = None,
+    database: DatabaseEraser | None = None,
 ) -> Starlette:
     """Build the collector application around ``store``.
 
@@ -114,7 +119,8 @@ def create_app(
     ``sink`` receives every accepted batch before it is shown and before the client gets
     its 200. Retention and deduplication are the ``store``'s settings. Requests are served
     only for a loopback ``Host``, ``bound_host`` (the address the server listens on) and
-    ``allowed_hosts``.
+    ``allowed_hosts``. ``regulations_token``, when given, is the only bearer token
+    ``/regulations`` accepts; a deletion also removes the user's rows from ``database``.
     """
     viewer = _resource("viewer.html")
     favicon = _resource("favicon.svg")
@@ -251,6 +257,9 @@ def create_app(
             Route("/", get_viewer, methods=["GET"]),
             Route("/favicon.svg", get_favicon, methods=["GET"]),
             Route("/favicon.ico", get_favicon, methods=["GET"]),
+            *regulation_routes(
+                store.regulations, store, database, token=regulations_token, lock=storing
+            ),
         ],
         middleware=[Middleware(HostGuard, policy=HostPolicy(bound_host, allowed_hosts))],
     )

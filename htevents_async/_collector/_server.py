@@ -111,6 +111,9 @@ class LocalCollector:
 
     Requests must name this machine in ``Host`` (a loopback name or address, ``host``, or
     one of ``allowed_hosts``), which keeps DNS rebinding pages out.
+
+    ``/regulations`` (user deletion, see ``Client.delete``) takes any bearer token, or
+    only ``regulations_token``.
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class LocalCollector:
         max_requests: int = 1_000,
         max_body_bytes: int = MAX_BODY_BYTES,
         allowed_hosts: Iterable[str] = (),
+        regulations_token: str | None = None,
     ) -> None:
         """Configure the collector; nothing is bound or opened until it is entered."""
         self._host = host
@@ -136,6 +140,7 @@ class LocalCollector:
         self._max_bytes = max_bytes
         self._max_body_bytes = max_body_bytes
         self._allowed_hosts = tuple(allowed_hosts)
+        self._regulations_token = regulations_token
         self._store = EventStore(
             max_messages=max_messages,
             max_bytes=max_bytes,
@@ -237,6 +242,8 @@ class LocalCollector:
                 max_body_bytes=self._max_body_bytes,
                 bound_host=self._host,
                 allowed_hosts=self._allowed_hosts,
+                regulations_token=self._regulations_token,
+                database=self._db,
             )
             config = uvicorn.Config(
                 app,

@@ -110,6 +110,12 @@ class _Database:
             self._conn.execute("BEGIN")
             self._conn.executemany(_INSERT, rows)
 
+    def delete_user(self, user_id: str) -> int:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            cursor = self._conn.execute("DELETE FROM messages WHERE user_id = ?", (user_id,))
+        return cursor.rowcount
+
     def close(self) -> None:
         self._conn.close()
 
@@ -153,6 +159,10 @@ class SqliteLog:
         """Store one request's events in a single transaction, in the worker thread."""
         if events:
             await self._call(self._database.append, events)
+
+    async def delete_user(self, user_id: str) -> int:
+        """Delete every message whose ``userId`` is ``user_id``; return how many."""
+        return await self._call(self._database.delete_user, user_id)
 
     async def aclose(self) -> None:
         """Close the database once pending writes are done, then let the worker thread end."""

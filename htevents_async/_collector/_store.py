@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from ._regulations import Regulations
+
 DEFAULT_MAX_MESSAGES: Final = 100_000
 """Messages kept in memory by default."""
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
@@ -103,6 +105,10 @@ class CollectorStats:
     """The retention limit by bytes of JSON as received."""
     keep_duplicates: bool
     """Whether messages with an already seen ``messageId`` are stored anyway."""
+    suppressed: int = 0
+    """Messages dropped since start because a regulation suppresses their user."""
+    regulations: int = 0
+    """Regulations (user deletions and suppressions) in force."""
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict."""
@@ -225,6 +231,8 @@ class EventStore:
         self._last_seq = 0
         self._counters = _Counters()
         self._waiters: set[asyncio.Future[None]] = set()
+        self.regulations = Regulations()
+        """User suppressions: their messages are counted, never stored."""
 
     @property
     def last_seq(self) -> int:
@@ -268,6 +276,7 @@ class EventStore:
         Nothing is visible until :meth:`commit`; a prepared batch that is never committed
         leaves no trace, so a failed write followed by a retry stores one copy.
         """
+        messages = self.regulations.admit(messages)
         share, extra = divmod(body_bytes, len(messages)) if messages else (0, 0)
         events: list[StoredEvent] = []
         ids: list[str] = []
@@ -375,6 +384,19 @@ class EventStore:
             found.reverse()
         return found
 
+    def remove_user(self, user_id: str) -> int:
+        """Forget the stored messages whose ``userId`` is ``user_id``; return how many."""
+        kept = deque(
+            e
+            for e in self._events
+            if e.message.get("userId") is None or str(e.message["userId"]) != user_id
+        )
+        removed = len(self._events) - len(kept)
+        if removed:
+            self._events = kept
+            self._bytes = sum(e.size for e in kept)
+        return removed
+
     def requests(self) -> list[RequestRecord]:
         """The request records still held, oldest first."""
         return list(self._requests)
@@ -395,6 +417,8 @@ class EventStore:
             max_messages=self._max_messages,
             max_bytes=self._max_bytes,
             keep_duplicates=self._keep_duplicates,
+            suppressed=self.regulations.suppressed,
+            regulations=len(self.regulations),
         )
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
