@@ -488,8 +488,7 @@ class Client:
             return None
         entry: Entry = (data, None if callback is None else partial(callback, message_id))
         if batcher is None:  # disabled: validated and encoded, then dropped by design
-            self._counters.accepted += 1
-            self._counters.drop("disabled")
+            self._drop_disabled(entry)
             return None
         queued = batcher.offer(entry)
         if queued:
@@ -580,13 +579,22 @@ class Client:
             raise ClientClosedError("the client's event loop is closed") from None
         return dropped.message_id
 
+    def _drop_disabled(self, entry: Entry) -> None:
+        """Account for an event ``disable=True`` drops by design: counted, and its callback
+        told (every callback hears its event's outcome once); no warning, no ``on_drop``."""
+        self._counters.accepted += 1
+        self._counters.drop("disabled")
+        if entry[1] is not None:
+            self._hooks.call("callback", entry[1], DroppedError("disabled"))
+
     def _accept_handed_over(self, entry: Entry) -> None:
         """Runs on the loop: queue an entry encoded in another thread."""
-        self._counters.accepted += 1
         batcher = self._batcher or self._closing_batcher
         if self._config.disable:
-            self._counters.drop("disabled")
-        elif batcher is None or batcher.drained:
+            self._drop_disabled(entry)
+            return
+        self._counters.accepted += 1
+        if batcher is None or batcher.drained:
             drop_entries(
                 [entry],
                 "shutdown",

@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import IO, Any, Final, Protocol, TypeAlias
@@ -58,15 +59,20 @@ class MissingIdentityError(MessageError):
 
 def _make_loads() -> Callable[[bytes], Any]:
     """orjson's parser when installed (the ``orjson`` and ``cli`` extras): a tenth of the
-    stdlib's time per line. What it refuses (NaN literals, integers past 64 bits) goes
-    to the stdlib, which also words the error of a line that is not JSON."""
+    stdlib's time per line. A line with a run of 19 digits or more may hold an integer
+    past 64 bits, which orjson reads as a float: the stdlib keeps it exact. What orjson
+    refuses (NaN literals) also goes to the stdlib, which words the error of a line that
+    is not JSON."""
     try:
         import orjson
     except ImportError:
         return json.loads
     fast = orjson.loads
+    long_digits = re.compile(rb"[0-9]{19}").search
 
     def loads(text: bytes) -> Any:
+        if long_digits(text) is not None:
+            return json.loads(text)
         try:
             return fast(text)
         except ValueError:

@@ -51,6 +51,8 @@ LOOP_GRACE = 0.5
 # Seconds between polls of the hand-over deque while producers keep it busy: short
 # against flush_interval, long enough that the loop wakes once per many events.
 DRAIN_INTERVAL = 0.002
+#: Entries one drain queues at most before the loop runs its other work (about 2 ms).
+DRAIN_TURN = 1_000
 
 # Runtimes started in this process and not yet closed, for the exit close.
 _running: weakref.WeakSet[Runtime] = weakref.WeakSet()
@@ -121,7 +123,7 @@ class Runtime:
                 raise ClientClosedError("the client is closed; create a new one") from None
 
     def _drain(self) -> None:
-        if self._take_pending():
+        if self._take_pending(DRAIN_TURN):
             # Producers are busy: poll for their next entries instead of letting each
             # one wake the loop (a pipe write and a GIL hand-off per event).
             self._loop.call_later(DRAIN_INTERVAL, self._drain)
@@ -132,17 +134,18 @@ class Runtime:
             self._scheduled = True
             self._loop.call_later(DRAIN_INTERVAL, self._drain)
 
-    def _take_pending(self) -> int:
-        """Queue every entry handed over so far; returns how many there were."""
-        pop, accept = self._pending.popleft, self.client._accept_handed_over
-        taken = 0
-        while True:
-            try:
-                entry = pop()
-            except IndexError:
-                return taken
-            accept(entry)
-            taken += 1
+    def _take_pending(self, limit: int | None = None) -> int:
+        """Queue the entries handed over so far, at most ``limit`` of them; returns how many.
+
+        Only what is there when the call starts is taken: producers that keep handing
+        over cannot keep the loop in here, away from the flusher and the timers.
+        """
+        pending = self._pending
+        count = len(pending) if limit is None else min(limit, len(pending))
+        pop, accept = pending.popleft, self.client._accept_handed_over
+        for _ in range(count):
+            accept(pop())
+        return count
 
     # -- lifecycle -----------------------------------------------------------------
 

@@ -98,7 +98,8 @@ class SyncClient:
         _live.add(self)
 
     def _new_admission(self) -> threading.BoundedSemaphore | None:
-        if self._config.overflow != "wait":
+        # With disable=True nothing is ever queued, so there is nothing to wait for.
+        if self._config.overflow != "wait" or self._config.disable:
             return None
         return threading.BoundedSemaphore(self._config.max_queue_size)
 
@@ -369,7 +370,7 @@ class SyncClient:
         if runtime is None:
             return 0
         pending = runtime.call(self._client.flush, seconds, timeout=seconds)
-        return self._client.statistics().queued if pending is None else pending
+        return self._client.statistics().pending if pending is None else pending
 
     def commit(self, timeout: float | dt.timedelta | None = None) -> int:
         """Wait until every event recorded before the call is committed to the spool.
@@ -394,16 +395,17 @@ class SyncClient:
         than once.
         """
         seconds = _timeout_seconds("close", timeout, self._config.shutdown_timeout)
-        runtime = self._running("close")
+        self._running("close")
         with self._lock:
             if self._closed:
                 return 0
             self._closed = True
+            # Read under the lock: a first call in another thread may be starting it.
+            runtime, self._runtime = self._runtime, None
         if self._finalizer is not None:
             self._finalizer.detach()
         if runtime is None:
             return 0
-        self._runtime = None
         dropped = runtime.close(seconds)
         return self._client.statistics().dropped.get("shutdown", 0) if dropped is None else dropped
 

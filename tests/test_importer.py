@@ -223,3 +223,26 @@ def test_message_from_wire_names_the_bad_field(
     """Invalid wire messages raise the package's errors, naming the field."""
     with pytest.raises(error, match=text):
         message_from_wire(wire)
+
+
+async def test_integers_past_64_bits_keep_every_digit(
+    collector: LocalCollector, tmp_path: Path
+) -> None:
+    """A backfilled integer too large for 64 bits reaches the collector exact, not as a
+    float, whichever JSON parser reads the line."""
+    line = (
+        b'{"type":"track","userId":"1","event":"e","properties":'
+        b'{"big":18446744073709551616,"neg":-9223372036854775809,"id":"12345678901234567890"}}\n'
+    )
+    path = tmp_path / "big.ndjson"
+    path.write_bytes(line)
+    async with htevents_async.Client(WRITE_KEY, host=collector.url, **FAST) as client:
+        with path.open("rb") as stream:
+            counts = await import_ndjson(stream, client)
+    assert counts.accepted == 1
+    [message] = await collector.wait_for(1)
+    assert message["properties"] == {
+        "big": 18446744073709551616,
+        "neg": -9223372036854775809,
+        "id": "12345678901234567890",
+    }
