@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -86,3 +89,35 @@ def property_values() -> st.SearchStrategy[Any]:
         ),
         max_leaves=12,
     )
+
+
+def fork_and_report(child: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Fork; run ``child()`` in the child and return what it returned (as JSON) to the parent.
+
+    Call it from a worker thread: that thread has no running event loop, so the child
+    (which only has this thread) can start its own with ``asyncio.run``.
+    """
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a process with threads may deadlock; the
+        # children here never touch what the parent's other threads hold.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        try:
+            try:
+                result = child()
+            except BaseException as exc:
+                result = {"raised": type(exc).__name__, "message": str(exc)}
+            os.write(write_end, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return dict(json.loads(b"".join(chunks)))

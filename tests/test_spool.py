@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import os
 import sqlite3
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from faultserver import FaultServer, Respond
-from support import FAST, WRITE_KEY, assert_accounted, client_for, eventually
+from support import (
+    FAST,
+    WRITE_KEY,
+    assert_accounted,
+    client_for,
+    eventually,
+    fork_and_report,
+)
 
 from htevents_async import Client, ConfigError, SyncClient
 from htevents_async._spool import SqliteStore
@@ -238,34 +242,6 @@ async def test_other_write_key_files_are_left_alone(tmp_path: Path) -> None:
     assert len(spool_files(tmp_path)) == 1
 
 
-def _fork_and_report(child: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Fork (from a worker thread, which has no running loop); return ``child()`` as JSON."""
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns that forking a process with threads may deadlock; the
-        # child here never touches what the parent's writer thread holds.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.close(read_end)
-        try:
-            try:
-                result = child()
-            except BaseException as exc:
-                result = {"raised": type(exc).__name__, "message": str(exc)}
-            os.write(write_end, json.dumps(result).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return dict(json.loads(b"".join(chunks)))
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 async def test_forked_child_gets_its_own_file_and_the_parent_keeps_its_lock(
     tmp_path: Path,
@@ -288,7 +264,7 @@ async def test_forked_child_gets_its_own_file_and_the_parent_keeps_its_lock(
 
             return asyncio.run(use_inherited_client())
 
-        reported = await asyncio.to_thread(_fork_and_report, child)
+        reported = await asyncio.to_thread(fork_and_report, child)
         assert "raised" not in reported, reported
         assert reported["left"] == 0
         assert reported["dropped"] == {"fork": 4}

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import WRITE_KEY, assert_accounted
-from test_threads_and_fork import _fork_and_report
+from support import WRITE_KEY, assert_accounted, fork_and_report
 
 import htevents_async
 from htevents_async import (
@@ -248,7 +247,7 @@ async def test_client_made_before_fork_works_in_the_child(collector: LocalCollec
             "delivered": stats.delivered,
         }
 
-    reported = await asyncio.to_thread(_fork_and_report, child)
+    reported = await asyncio.to_thread(fork_and_report, child)
     assert "raised" not in reported, reported
     assert reported["pending"] == 0
     assert reported["delivered"] == 3

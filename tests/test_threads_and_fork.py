@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from support import WRITE_KEY, assert_accounted, client_for
+from support import WRITE_KEY, assert_accounted, client_for, fork_and_report
 
 from htevents_async import Client, ForkedClientError, MessageError, Track
 from htevents_async._collector import LocalCollector
@@ -67,34 +65,6 @@ async def test_threadsafe_enqueue_raises_message_errors_in_the_calling_thread() 
 # -- forks ------------------------------------------------------------------------------
 
 
-def _fork_and_report(child: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Fork; run ``child()`` in the child and return what it returned (as JSON) to the parent.
-
-    Called from a worker thread: that thread has no running event loop, so the child
-    (which only has this thread) can start its own with ``asyncio.run``.
-    """
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.close(read_end)
-        try:
-            try:
-                result = child()
-            except BaseException as exc:
-                result = {"raised": type(exc).__name__, "message": str(exc)}
-            os.write(write_end, json.dumps(result).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return json.loads(b"".join(chunks))
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 async def test_forked_child_rebuilds_the_client_and_drops_inherited_events() -> None:
     """A forked child rebuilds the client: own events delivered, inherited ones dropped["fork"]."""
@@ -119,7 +89,7 @@ async def test_forked_child_rebuilds_the_client_and_drops_inherited_events() -> 
 
             return asyncio.run(use_inherited_client())
 
-        reported = await asyncio.to_thread(_fork_and_report, child)
+        reported = await asyncio.to_thread(fork_and_report, child)
         assert "raised" not in reported, reported
         assert reported["pending"] == 0
         assert reported["dropped"] == {"fork": 5}
@@ -153,7 +123,7 @@ async def test_client_created_before_fork_but_unused_works_in_the_child() -> Non
 
             return asyncio.run(worker())
 
-        reported = await asyncio.to_thread(_fork_and_report, child)
+        reported = await asyncio.to_thread(fork_and_report, child)
         assert "raised" not in reported, reported
         assert (reported["dropped"], reported["closed_dropped"]) == ({}, 0)
         await collector.wait_for(4)
@@ -178,7 +148,7 @@ async def test_forked_child_with_injected_http_client_raises() -> None:
 
             return asyncio.run(use())
 
-        reported = await asyncio.to_thread(_fork_and_report, child)
+        reported = await asyncio.to_thread(fork_and_report, child)
         assert reported["raised"] == ForkedClientError.__name__
         assert "http_client" in reported["message"]
         assert await client.aclose() == 0
@@ -210,7 +180,7 @@ async def test_forked_child_does_not_wait_for_the_parents_hook_calls() -> None:
 
             return asyncio.run(use())
 
-        reported = await asyncio.to_thread(_fork_and_report, child)
+        reported = await asyncio.to_thread(fork_and_report, child)
         assert "raised" not in reported, reported
         assert reported["dropped"] == 0
         assert reported["seconds"] <= 0.3 + 1.0
