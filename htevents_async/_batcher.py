@@ -306,6 +306,12 @@ class Batcher:
                 "htevents_async: %d events not delivered: %s",
                 count,
                 error,
+                extra={
+                    "htevents_event": "batch_failed",
+                    "htevents_count": count,
+                    "htevents_error": type(error).__name__,
+                    "htevents_status": getattr(error, "status_code", None),
+                },
             )
             if config.on_failure is not None:
                 self._hooks.call("on_failure", config.on_failure, wrapped, error)
@@ -437,6 +443,12 @@ def drop_entries(
         len(entries),
         reason,
         counters.dropped[reason],
+        extra={
+            "htevents_event": "dropped",
+            "htevents_count": len(entries),
+            "htevents_reason": reason,
+            "htevents_total": counters.dropped[reason],
+        },
     )
     if on_drop is not None:
         hooks.call("on_drop", on_drop, Batch(entries, id_of), reason)

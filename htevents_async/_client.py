@@ -687,6 +687,11 @@ class Client:
                     "htevents_async: collector at %s answering again after %d failed attempts",
                     self._config.url,
                     counters.consecutive_failures,
+                    extra={
+                        "htevents_event": "recovered",
+                        "htevents_url": self._config.url,
+                        "htevents_count": counters.consecutive_failures,
+                    },
                 )
             counters.consecutive_failures = 0
         else:
@@ -699,6 +704,13 @@ class Client:
                     self._config.url,
                     attempt.error,
                     self._pending(),
+                    extra={
+                        "htevents_event": "unreachable",
+                        "htevents_url": self._config.url,
+                        "htevents_error": attempt.error,
+                        "htevents_status": attempt.status,
+                        "htevents_pending": self._pending(),
+                    },
                 )
             counters.consecutive_failures += 1
         if attempt.error is not None:
@@ -805,6 +817,12 @@ class Client:
                 stats.delivered,
                 stats.failed,
                 stats.dropped,
+                extra={
+                    "htevents_event": "closed",
+                    "htevents_delivered": stats.delivered,
+                    "htevents_failed": stats.failed,
+                    "htevents_dropped": dict(stats.dropped),
+                },
             )
         return dropped
 

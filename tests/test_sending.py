@@ -275,8 +275,14 @@ async def test_an_outage_is_logged_while_it_happens_and_when_it_ends(
         async with Client(WRITE_KEY, host=server.url, **FAST) as client:
             await client.track(user_id="1", event="e")
             await eventually(lambda: client.statistics().attempts >= 2, what="failed attempts")
-            [down] = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+            [record] = [r for r in caplog.records if "unreachable" in r.getMessage()]
+            down = record.getMessage()
             assert f"collector at {server.url}/v1/batch unreachable (ConnectError" in down
+            # The same facts as structured fields, for JSON log handlers.
+            assert record.htevents_event == "unreachable"
+            assert record.htevents_url == f"{server.url}/v1/batch"
+            assert record.htevents_error.startswith("ConnectError")
+            assert record.htevents_pending == 1
             await server.up()
             assert await client.flush(timeout=10) == 0
         [back] = [r.getMessage() for r in caplog.records if "answering again" in r.getMessage()]
