@@ -156,7 +156,7 @@ class Client:
         # plugins every call, the plain ones included, goes through them.
         self._encoder: MessageEncoder = (
             Pipeline(config.before_send, config.max_message_bytes)
-            if config.before_send
+            if config.before_send and not config.disable
             else protocol.encoder(config.max_message_bytes)
         )
         self._counters = Counters()
@@ -432,6 +432,11 @@ class Client:
         nothing is sent and the id is ``""``.
         """
         request = Delete(user_id=user_id, traits=traits)
+        if self._protocol.name != "segment":
+            raise ConfigError(
+                f"delete() sends a Segment regulation; this client speaks "
+                f"{self._protocol.name!r}, which has no deletion request here"
+            )
         check_deletion_config(self._config)
         self._start()
         if self._config.disable:
@@ -660,6 +665,7 @@ class Client:
             config.spool,
             url=config.url,
             write_key=self._write_key,
+            protocol=self._protocol.name,
             counters=self._counters,
             warnings=self._warnings,
             max_bytes=config.spool_max_bytes,

@@ -98,8 +98,10 @@ class SyncClient:
         _live.add(self)
 
     def _new_admission(self) -> threading.BoundedSemaphore | None:
-        # With disable=True nothing is ever queued, so there is nothing to wait for.
-        if self._config.overflow != "wait" or self._config.disable:
+        # With disable=True nothing is ever queued, so there is nothing to wait for; with
+        # a spool, what the queue has no room for waits on disk, not in the caller.
+        config = self._config
+        if config.overflow != "wait" or config.disable or config.spool is not None:
             return None
         return threading.BoundedSemaphore(self._config.max_queue_size)
 

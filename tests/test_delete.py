@@ -148,3 +148,17 @@ async def test_delete_retries_a_503(fast: dict[str, Any]) -> None:
         ) as client:
             assert await client.delete(user_id="u1") == "r-1"
         assert len(server.requests) == 3
+
+
+async def test_delete_refuses_other_protocols() -> None:
+    """A regulation is a Segment request: a PostHog or ODP client says so at the call site."""
+    async with Client(
+        "wk",
+        protocol="posthog",
+        host="http://127.0.0.1:9",
+        regulations_url="http://127.0.0.1:9/regulations",
+        regulations_token="t0ken-value",
+        disable=True,
+    ) as client:
+        with pytest.raises(ConfigError, match="Segment regulation"):
+            await client.delete(user_id="u1")

@@ -368,3 +368,24 @@ async def test_plugins_apply_to_sync_client(collector: LocalCollector) -> None:
     assert_accounted(stats)
     await eventually(lambda: bool(outcomes), what="the callback")
     assert isinstance(outcomes[0], DroppedError)
+
+
+async def test_disable_skips_the_plugins() -> None:
+    """With disable=True events are dropped as "disabled" before any plugin runs: a
+    filtering plugin neither sees them nor turns them into losses reported to on_drop."""
+    seen: list[dict[str, Any]] = []
+    dropped: list[str] = []
+
+    def drop_all(event: dict[str, Any]) -> None:
+        seen.append(event)
+
+    async with Client(
+        WRITE_KEY,
+        disable=True,
+        before_send=drop_all,
+        on_drop=lambda batch, reason: dropped.append(reason),
+    ) as client:
+        await client.track(user_id="1", event="e")
+    assert seen == []
+    assert dropped == []
+    assert client.statistics().dropped == {"disabled": 1}

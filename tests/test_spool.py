@@ -242,6 +242,22 @@ async def test_other_write_key_files_are_left_alone(tmp_path: Path) -> None:
     assert len(spool_files(tmp_path)) == 1
 
 
+async def test_files_of_another_protocol_are_left_alone(tmp_path: Path) -> None:
+    """Rows encoded for the Segment spec are never adopted by a PostHog client on the same
+    URL and key, which would send them in the wrong envelope."""
+    async with FaultServer(start_down=True) as server:
+        await leave_on_disk(server.url, tmp_path, 10, "p")
+        await server.up()
+        posthog = client_for(
+            server.url, spool=str(tmp_path), protocol="posthog", path="/v1/batch", **FAST
+        )
+        async with posthog:
+            assert await posthog.flush(timeout=10) == 0
+            assert posthog.statistics().recovered == 0
+        assert server.delivered_ids() == []
+    assert len(spool_files(tmp_path)) == 1
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 async def test_forked_child_gets_its_own_file_and_the_parent_keeps_its_lock(
     tmp_path: Path,

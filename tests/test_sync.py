@@ -358,3 +358,28 @@ async def test_disable_with_overflow_wait_never_blocks() -> None:
         await asyncio.to_thread(events.close, 1.0)
     assert events.statistics().dropped == {"disabled": 12}
     assert outcomes == ["disabled"] * 12
+
+
+async def test_overflow_wait_with_a_spool_waits_on_disk_not_in_the_caller(
+    silent_url: str, tmp_path: Any
+) -> None:
+    """With a spool, events the queue has no room for wait on disk: a SyncClient with
+    overflow="wait" accepts past max_queue_size, as Client does."""
+    events = sync_client(
+        silent_url,
+        spool=str(tmp_path),
+        overflow="wait",
+        max_queue_size=100,
+        max_batch_size=50,
+        enqueue_timeout=0.5,
+    )
+
+    def record() -> None:
+        for _ in range(1_000):
+            events.track(user_id="u1", event="e")
+
+    try:
+        await asyncio.to_thread(record)
+        assert events.statistics().accepted == 1_000
+    finally:
+        await asyncio.to_thread(events.close, 0.2)

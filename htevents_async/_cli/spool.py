@@ -2,7 +2,7 @@
 
 Every subcommand honours the ownership locks: ``status`` and ``dead-letters`` only
 read (files held by live processes included), while ``drain`` and ``replay`` touch
-only files no live process holds, and leave files of another collector or write key
+only files no live process holds, and leave files of another protocol, collector or write key
 alone (``replay`` re-targets the files it replays to ``--host``/``--write-key``).
 """
 
@@ -18,10 +18,16 @@ import sqlite3
 import sys
 from typing import Any
 
-from .._config import DEFAULT_HOST, DEFAULT_PATH
+from .._config import DEFAULT_HOST
 from .._spool._adopt import ASIDE, spool_files
 from .._spool._locks import lock_path, try_lock
-from .._spool._schema import FORMAT_VERSION, check_version, connect, fingerprint
+from .._spool._schema import (
+    FORMAT_VERSION,
+    check_version,
+    connect,
+    fingerprint,
+    read_fingerprint,
+)
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
@@ -52,7 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default=os.environ.get("HT_HOST", DEFAULT_HOST),
             help="collector scheme and authority (default: $HT_HOST, else Hightouch US)",
         )
-        command.add_argument("--path", default=DEFAULT_PATH, help="batch endpoint path")
+        command.add_argument(
+            "--protocol",
+            choices=("segment", "posthog", "odp"),
+            default="segment",
+            help="the wire protocol the spooled events were encoded for (default: segment)",
+        )
+        command.add_argument(
+            "--path", default=None, help="batch endpoint path (default: the protocol's)"
+        )
         command.add_argument(
             "--write-key",
             default=os.environ.get("HT_WRITE_KEY"),
@@ -165,11 +179,20 @@ def _dead_letters(directory: str) -> int:
     return status
 
 
+def _client_for(args: argparse.Namespace, **options: Any) -> Any:
+    """The client the command delivers with: the protocol, host and path given."""
+    from .._client import Client
+
+    if args.path is not None:
+        options["path"] = args.path
+    return Client(args.write_key, host=args.host, protocol=args.protocol, **options)
+
+
 def _requeue_dead_letters(args: argparse.Namespace) -> tuple[int, int]:
     """Move the dead letters of unowned files back to their events, re-targeted to the
     given collector and key; returns (moved, files skipped)."""
-    url = args.host.rstrip("/") + args.path
-    prints = fingerprint(url, args.write_key)
+    url = _client_for(args).config.url
+    prints = fingerprint(args.protocol, url, args.write_key)
     moved = skipped = 0
     for path in spool_files(args.directory):
         lock = try_lock(lock_path(path))
@@ -183,6 +206,12 @@ def _requeue_dead_letters(args: argparse.Namespace) -> tuple[int, int]:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version != FORMAT_VERSION:
                     check_version(version, path)
+                    continue
+                stored = read_fingerprint(conn).get("protocol", "segment")
+                if stored != args.protocol:
+                    # Its rows are encoded for another API: re-targeting cannot fix that.
+                    print(f"{path}: events for protocol {stored!r}; skipped", file=sys.stderr)
+                    skipped += 1
                     continue
                 conn.execute("BEGIN IMMEDIATE")
                 moved += conn.execute(
@@ -206,10 +235,9 @@ def _requeue_dead_letters(args: argparse.Namespace) -> tuple[int, int]:
 
 
 async def _drain(args: argparse.Namespace) -> int:
-    from .._client import Client
     from .._spool._store import SqliteStore
 
-    client = Client(args.write_key, host=args.host, path=args.path, spool=args.directory)
+    client = _client_for(args, spool=args.directory)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.timeout
     async with client:

@@ -90,9 +90,10 @@ def _copy(own: sqlite3.Connection, path: str, prints: dict[str, str]) -> tuple[i
         stored = read_fingerprint_of(own)
         if stored != prints:
             logger.warning(
-                "htevents_async: spool file %s is for another collector or write key "
-                "(%s); left for a client configured for it",
+                "htevents_async: spool file %s is for another protocol, collector or write "
+                "key (%s at %s); left for a client configured for it",
                 path,
+                stored.get("protocol", "?"),
                 stored.get("url", "?"),
             )
             return None

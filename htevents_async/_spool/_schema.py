@@ -26,8 +26,6 @@ __all__ = [
 
 #: The format this code writes and reads; a file with a larger version is refused.
 FORMAT_VERSION = 1
-#: The protocol the stored text was encoded for.
-PROTOCOL = "segment"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -58,10 +56,11 @@ class FutureFormatError(Exception):
     """The file was written by a newer format version than this code reads."""
 
 
-def fingerprint(url: str, write_key: str) -> dict[str, str]:
-    """What the stored text is for: protocol, URL and a hash of the write key (never the key)."""
+def fingerprint(protocol: str, url: str, write_key: str) -> dict[str, str]:
+    """What the stored text is for: the wire protocol it was encoded for, the URL and a hash
+    of the write key (never the key). Only a client with the same three adopts a file."""
     return {
-        "protocol": PROTOCOL,
+        "protocol": protocol,
         "url": url,
         "key_sha256": hashlib.sha256(write_key.encode()).hexdigest()[:16],
     }

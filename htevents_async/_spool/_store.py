@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import inspect
 import json
 import os
 import random
@@ -30,7 +31,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Literal, final
 
 from .._batch import Entry
-from .._errors import ConfigError, DeliveryError, HTTPStatusError, RetriesExhaustedError
+from .._errors import (
+    ConfigError,
+    DeliveryError,
+    DroppedError,
+    HTTPStatusError,
+    RetriesExhaustedError,
+)
 from .._logging import RateLimitedLog, logger
 from .._seams import Admit, Disposition
 from .._stats import Counters
@@ -138,6 +145,23 @@ def _own_file(directory: str) -> tuple[str, FileLock]:
     raise ConfigError(f"Config.spool: could not create a file of our own in {directory!r}")
 
 
+# Tasks of async callbacks told by the store, kept until done (the loop holds tasks weakly).
+_told: set[asyncio.Future[Any]] = set()
+
+
+def _tell(callback: Callable[[DeliveryError | None], object], error: DeliveryError) -> None:
+    """Call a per-event callback with its outcome; one that raises is logged, an async one
+    runs as a task of its own."""
+    try:
+        result = callback(error)
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            _told.add(task)
+            task.add_done_callback(_told.discard)
+    except Exception:
+        logger.exception("htevents_async: a per-event callback raised")
+
+
 @final
 class SqliteStore:
     """A disk spool in ``directory``: one SQLite file per process, written by a thread."""
@@ -148,6 +172,7 @@ class SqliteStore:
         *,
         url: str,
         write_key: str,
+        protocol: str,
         counters: Counters,
         warnings: RateLimitedLog,
         max_bytes: int,
@@ -181,7 +206,7 @@ class SqliteStore:
         self._writer = Writer(
             path,
             lock,
-            fingerprint(url, write_key),
+            fingerprint(protocol, url, write_key),
             synchronous=synchronous,
             interval=commit_interval,
             loop=self._loop,
@@ -389,8 +414,12 @@ class SqliteStore:
         if spilled:
             self._counters.spooled -= len(spilled)
             self._counters.drop("spool_error", len(spilled))
+            lost = DroppedError("spool_error")
             for seq in spilled:
-                self._callbacks.pop(seq, None)
+                callback = self._callbacks.pop(seq, None)
+                if callback is not None:
+                    # Every callback hears its event's outcome once, this one included.
+                    _tell(callback, lost)
         for _, future in self._commit_waiters:
             if not future.done():
                 future.set_result(None)

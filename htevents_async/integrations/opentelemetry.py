@@ -126,6 +126,30 @@ class _Instruments:
                 ((("htevents.drop.reason", reason),), count) for reason, count in s.dropped.items()
             ],
         )
+        counter(
+            "htevents.client.events.dead_lettered",
+            "{event}",
+            "Events a final status moved to the spool's dead letters (with a spool).",
+            lambda s: [((), s.dead_lettered)],
+        )
+        counter(
+            "htevents.client.events.recovered",
+            "{event}",
+            "Events adopted from a spool left by an earlier or dead process.",
+            lambda s: [((), s.recovered)],
+        )
+        counter(
+            "htevents.client.events.committed",
+            "{event}",
+            "Events committed to the spool file.",
+            lambda s: [((), s.committed)],
+        )
+        up_down(
+            "htevents.client.events.spooled",
+            "{event}",
+            "Events waiting on disk only (with a spool).",
+            lambda s: [((), s.spooled)],
+        )
         up_down(
             "htevents.client.events.queued",
             "{event}",

@@ -21,8 +21,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from ..._client import Client
 from ..._config import Config as ClientConfig
 from ..._delete import Delete, check_deletion_config
-from ..._encoding import Encoder
-from ..._errors import ConfigError, DeliveryError, HTTPStatusError, MessageError
+from ..._errors import ConfigError, DeliveryError, DroppedError, HTTPStatusError, MessageError
 from ..._messages import Message
 from . import _registry
 from ._backfill import Backfill
@@ -55,12 +54,20 @@ WORKER_CLIENT_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Drops that are the worker's own choice (a before_send filter, disable=True): the
+#: request is done, and sending again would only be dropped again.
+_CHOSEN_DROPS = frozenset({"filtered", "disabled"})
+
+
 def _refused(error: DeliveryError) -> ApplicationError:
     if isinstance(error, HTTPStatusError):
         # Sending the same event again cannot change the answer.
         return ApplicationError(
             str(error), error.status_code, type="HTTPStatusError", non_retryable=True
         )
+    if isinstance(error, DroppedError) and error.reason == "plugin_error":
+        # A plugin that raises is a bug in the worker's code: a retry raises again.
+        return ApplicationError(str(error), type="DroppedError", non_retryable=True)
     return ApplicationError(str(error), type=type(error).__name__)
 
 
@@ -104,7 +111,8 @@ class Analytics:
                 "Policies.request.start_to_close_timeout "
                 f"({self.config.policies.request.start_to_close_timeout} s)"
             )
-        self._encoder = Encoder(client_config.max_message_bytes)
+        # The worker client's own protocol decides what validation accepts.
+        self._encoder = self.client._protocol.encoder(client_config.max_message_bytes)
         self._backfill = Backfill(self.client)
 
     async def __aenter__(self) -> Analytics:
@@ -223,6 +231,8 @@ class Analytics:
         except MessageError as exc:
             raise invalid_input(exc) from None
         error = await outcome
+        if isinstance(error, DroppedError) and error.reason in _CHOSEN_DROPS:
+            return Output(message_id=message_id)
         if error is not None:
             raise _refused(error)
         return Output(message_id=message_id)
