@@ -18,6 +18,7 @@ Concurrency invariants (everything here runs on the client's event loop):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Callable
@@ -58,8 +59,15 @@ class Batcher:
         hooks: HookRunner,
         warnings: RateLimitedLog,
         store: Store | None = None,
+        on_delivered: Callable[[int, float], None] | None = None,
     ) -> None:
         self._config = config
+        # Told (events, seconds since the oldest was accepted) for every delivered batch.
+        self._on_delivered = on_delivered
+        # Acceptance times of some events, by put sequence: the first put into an empty
+        # queue and every 64th, enough to date a batch's oldest event within a fraction
+        # of a millisecond under load without a clock read per event.
+        self._stamps: collections.deque[tuple[int, float]] = collections.deque()
         # Where events are kept besides the queue; the batcher only calls it where events
         # are accepted, settled and left over, and lets it feed the queue.
         self._store: Store = MemoryStore() if store is None else store
@@ -120,6 +128,8 @@ class Batcher:
         except asyncio.QueueFull:
             return False
         self._put_count += 1
+        if not self._put_count & 63 or queue.qsize() == 1:
+            self._stamps.append((self._put_count, self._loop.time()))
         # The flusher may already hold part of the batch: count it, or a batch
         # that is full would still wait for flush_interval.
         if self._waiter is not None and len(self._forming) + queue.qsize() >= self._wake_at:
@@ -151,6 +161,7 @@ class Batcher:
                 self.queue.get_nowait()
             raise ClientClosedError("the client closed while the event waited for room")
         self._put_count += 1
+        self._stamps.append((self._put_count, self._loop.time()))
         self._store.accept(entry, True)
         return True
 
@@ -256,16 +267,30 @@ class Batcher:
         self._forming = []
         # Entries are ASCII text, so the batch is encoded to bytes once, here.
         joined = ",".join([entry[0] for entry in batch]).encode()
-        task = self._loop.create_task(self._deliver(batch, joined))
+        task = self._loop.create_task(self._deliver(batch, joined, self._accepted_at()))
         self._tasks[task] = len(batch)
         task.add_done_callback(self._forget_task)
         self._handed_off += len(batch)
         self._release_flush_waiters()
 
+    def _accepted_at(self) -> float:
+        """When the oldest event of the batch being dispatched was accepted, or earlier by
+        at most the time 64 events took: the latest stamp at or before its sequence.
+
+        Batches leave in sequence order, so stamps before that one are done with.
+        """
+        first = self._handed_off + 1
+        stamps = self._stamps
+        while len(stamps) > 1 and stamps[1][0] <= first:
+            stamps.popleft()
+        if stamps and stamps[0][0] <= first:
+            return stamps[0][1]
+        return self._loop.time()
+
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
 
-    async def _deliver(self, batch: list[Entry], joined: bytes) -> None:
+    async def _deliver(self, batch: list[Entry], joined: bytes, accepted_at: float) -> None:
         try:
             outcome = await self._transport.deliver(joined, self._slots, holding=True)
         except asyncio.CancelledError:
@@ -279,9 +304,11 @@ class Batcher:
             outcome = Outcome(DeliveryError(f"internal error: {exc!r}"), 0)
         finally:
             self._outstanding.release()
-        self._finish(batch, outcome.error)
+        self._finish(batch, outcome.error, accepted_at)
 
-    def _finish(self, batch: list[Entry], error: DeliveryError | None) -> None:
+    def _finish(
+        self, batch: list[Entry], error: DeliveryError | None, accepted_at: float | None = None
+    ) -> None:
         """Count the batch's outcome and tell the hooks and callbacks."""
         counters = self._counters
         count = len(batch)
@@ -294,6 +321,8 @@ class Batcher:
         if error is None:
             counters.delivered += count
             counters.batches_delivered += 1
+            if self._on_delivered is not None and accepted_at is not None:
+                self._on_delivered(count, self._loop.time() - accepted_at)
             if config.on_success is not None:
                 self._hooks.call("on_success", config.on_success, wrapped)
         else:

@@ -163,6 +163,9 @@ class Client:
         # For integrations (metrics): called on the loop with every request attempt, and
         # the context the flusher task starts in, so its requests can be told apart.
         self._attempt_observers: list[Callable[[Attempt], None]] = []
+        # Also for metrics: called on the loop with (events, seconds from the oldest
+        # one's acceptance to the 2xx) for every delivered batch.
+        self._delivery_observers: list[Callable[[int, float], None]] = []
         self._flusher_scope: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
         self._warnings = RateLimitedLog()
         self._hooks = HookRunner(config.hook_timeout)
@@ -652,8 +655,16 @@ class Client:
                     self._hooks,
                     self._warnings,
                     self._store,
+                    self._observe_delivery,
                 )
         return self._batcher
+
+    def _observe_delivery(self, count: int, seconds: float) -> None:
+        for observe in self._delivery_observers:
+            try:
+                observe(count, seconds)
+            except Exception:
+                logger.exception("htevents_async: a delivery observer raised")
 
     def _open_store(self) -> Store:
         config = self._config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -56,11 +57,13 @@ async def test_a_thousand_events_delivered(collector: LocalCollector) -> None:
     metrics = Metrics()
     client = Client(WRITE_KEY, host=collector.url, **FAST)
     instrument(client, meter_provider=metrics.provider, name="shop")
+    started = time.monotonic()
     async with client:
         for i in range(1000):
             await client.track(user_id=str(i), event="e")
         assert await client.flush() == 0
         stats = client.statistics()
+    elapsed = time.monotonic() - started
     assert await metrics.value("htevents.client.events.accepted") == 1000
     assert (
         await metrics.value("htevents.client.events.delivered", **{"htevents.client.name": "shop"})
@@ -75,6 +78,10 @@ async def test_a_thousand_events_delivered(collector: LocalCollector) -> None:
     assert duration.attributes["server.address"] == "127.0.0.1"
     [size] = found["htevents.client.request.body.size"]
     assert size.sum == stats.bytes_sent
+    # Accepted to 2xx, once per delivered batch: positive, and no longer than the test.
+    [delivery] = found["htevents.client.delivery.duration"]
+    assert delivery.count == stats.batches_delivered
+    assert 0 < delivery.min <= delivery.max < elapsed
 
 
 async def test_a_500_then_a_success() -> None:

@@ -28,7 +28,12 @@ The instruments, under the meter ``htevents_async`` (counters are observable):
 * ``htevents.client.request.bytes``: counter, ``By`` (bodies after compression);
 * ``htevents.client.request.duration``: histogram, ``s``, with
   ``http.response.status_code`` and, for failures, ``error.type``;
-* ``htevents.client.request.body.size``: histogram, ``By``, same attributes.
+* ``htevents.client.request.body.size``: histogram, ``By``, same attributes;
+* ``htevents.client.delivery.duration``: histogram, ``s``: from accepting a delivered
+  batch's oldest event to the collector's 2xx for it, once per batch (an event refilled
+  from a spool counts from when it came back into memory);
+* with a spool: ``htevents.client.events.dead_lettered``, ``.recovered``,
+  ``.committed`` (counters) and ``.spooled`` (up-down counter), ``{event}``.
 
 Every figure also carries ``server.address`` (the collector's host) and
 ``htevents.client.name`` (the ``name`` given to :func:`instrument`, ``"default"``
@@ -36,8 +41,9 @@ if none); clients with the same two values are added together.
 
 The counters are observable: the metric reader's thread reads the client's
 plain integer counters (as :meth:`Client.statistics` does) when it collects, so
-the event path pays nothing and nothing touches the event loop. The two
-histograms are recorded on the loop once per request attempt.
+the event path pays nothing and nothing touches the event loop. The request
+histograms are recorded on the loop once per request attempt, the delivery one once
+per delivered batch.
 
 The client's own uploads are kept out of the application's traces: when
 OpenTelemetry's HTTP instrumentation (``opentelemetry-instrumentation-httpx``) is
@@ -191,6 +197,14 @@ class _Instruments:
             unit="s",
             description="Time from sending a batch request to its answer or failure.",
         )
+        self.delivery = meter.create_histogram(
+            "htevents.client.delivery.duration",
+            unit="s",
+            description=(
+                "Time from accepting a delivered batch's oldest event to the collector's "
+                "2xx for it, recorded once per batch."
+            ),
+        )
         self.body_size = meter.create_histogram(
             "htevents.client.request.body.size",
             unit="By",
@@ -273,4 +287,7 @@ def instrument(
         instruments.body_size.record(attempt.body_bytes, attributes)
 
     client._attempt_observers.append(record)
+    client._delivery_observers.append(
+        lambda count, seconds: instruments.delivery.record(seconds, common)
+    )
     client._flusher_scope = _suppressing_scope()
