@@ -158,22 +158,19 @@ def page(
     message_id: str | None,
 ) -> Encoded:
     """A ``page`` call's arguments, encoded."""
-    try:
-        return encoder.encode(
-            Page(
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                name=name,
-                category=category,
-                properties=properties,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
-        )
-    except Dropped as dropped:
-        return dropped.message_id, dropped
+    return _view(
+        Page,
+        encoder,
+        user_id,
+        anonymous_id,
+        name,
+        category,
+        properties,
+        context,
+        timestamp,
+        integrations,
+        message_id,
+    )
 
 
 def screen(
@@ -189,22 +186,47 @@ def screen(
     message_id: str | None,
 ) -> Encoded:
     """A ``screen`` call's arguments, encoded."""
-    try:
-        return encoder.encode(
-            Screen(
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                name=name,
-                category=category,
-                properties=properties,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
-        )
-    except Dropped as dropped:
-        return dropped.message_id, dropped
+    return _view(
+        Screen,
+        encoder,
+        user_id,
+        anonymous_id,
+        name,
+        category,
+        properties,
+        context,
+        timestamp,
+        integrations,
+        message_id,
+    )
+
+
+def _view(
+    cls: type[Page | Screen],
+    encoder: Encoder,
+    user_id: Id | None,
+    anonymous_id: Id | None,
+    name: str | None,
+    category: str | None,
+    properties: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+    timestamp: dt.datetime | None,
+    integrations: Mapping[str, Any] | None,
+    message_id: str | None,
+) -> Encoded:
+    """Page and screen views: the same fields, another type."""
+    view = cls(
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        name=name,
+        category=category,
+        properties=properties,
+        context=context,
+        timestamp=timestamp,
+        integrations=integrations,
+        message_id=message_id,
+    )
+    return encode_message(encoder, view)
 
 
 def group(
@@ -219,21 +241,17 @@ def group(
     message_id: str | None,
 ) -> Encoded:
     """A ``group`` call's arguments, encoded."""
-    try:
-        return encoder.encode(
-            Group(
-                group_id=group_id,
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                traits=traits,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
-        )
-    except Dropped as dropped:
-        return dropped.message_id, dropped
+    message = Group(
+        group_id=group_id,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        traits=traits,
+        context=context,
+        timestamp=timestamp,
+        integrations=integrations,
+        message_id=message_id,
+    )
+    return encode_message(encoder, message)
 
 
 def alias(
@@ -246,19 +264,15 @@ def alias(
     message_id: str | None,
 ) -> Encoded:
     """An ``alias`` call's arguments, encoded."""
-    try:
-        return encoder.encode(
-            Alias(
-                previous_id=previous_id,
-                user_id=user_id,
-                context=context,
-                timestamp=timestamp,
-                integrations=integrations,
-                message_id=message_id,
-            )
-        )
-    except Dropped as dropped:
-        return dropped.message_id, dropped
+    message = Alias(
+        previous_id=previous_id,
+        user_id=user_id,
+        context=context,
+        timestamp=timestamp,
+        integrations=integrations,
+        message_id=message_id,
+    )
+    return encode_message(encoder, message)
 
 
 def odp_event(
@@ -270,12 +284,13 @@ def odp_event(
     message_id: str | None,
 ) -> Encoded:
     """An ``odp_event`` call's arguments, encoded (only the ODP protocol carries it)."""
-    return encoder.encode(
+    return encode_message(
+        encoder,
         OdpEvent(
             action=action,
             identifiers=identifiers,
             event_type=type,
             data=data,
             message_id=message_id,
-        )
+        ),
     )
