@@ -98,7 +98,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Draw the benchmark charts, then build the site strictly into site/; ``-- serve`` serves it."""
+    """Draw the charts, then build the site strictly into site/; ``nox -s docs -- serve``."""
     session.install(*_group("docs"))
     session.run(
         "python",

@@ -26,7 +26,7 @@ import matplotlib
 
 # No display on build machines; Agg draws to files only.
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 OURS = ("htevents_async", "htevents_sync", "htevents_async_spool")
 OUR_COLOUR = "#2f6fde"
@@ -120,10 +120,11 @@ def draw(rows: list[tuple[str, float, bool]], chart: Chart, path: Path) -> None:
     axes.barh(positions, values, color=colours)
     axes.set_yticks(list(positions), labels)
     axes.invert_yaxis()
-    axes.set_xlabel(chart.unit + (" (higher is better)" if chart.higher_is_better else " (lower is better)"))
+    better = "higher" if chart.higher_is_better else "lower"
+    axes.set_xlabel(f"{chart.unit} ({better} is better)")
     axes.set_title(chart.title, fontsize=11)
     axes.spines[["top", "right"]].set_visible(False)
-    for position, value in zip(positions, values):
+    for position, value in zip(positions, values, strict=True):
         text = f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
         axes.text(value, position, " " + text, va="center", fontsize=9)
     axes.set_xlim(0, max(values) * 1.18)

@@ -39,6 +39,7 @@ in the source.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -51,11 +52,10 @@ from typing import Any
 
 import httpx
 import pytest
+from servers import environment, free_port
 from sybil import Document, Example
 from sybil.evaluators.python import pad
 from sybil.parsers.markdown import CodeBlockParser, SkipParser
-
-from servers import environment, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -106,11 +106,10 @@ class _Page:
         while self.done < index:
             example = self.examples[self.done]
             self.done += 1
-            try:
+            # A failure or skip is reported by that block's own test; later blocks
+            # still get their turn.
+            with contextlib.suppress(Exception):
                 example.evaluate()
-            except (Exception, pytest.skip.Exception):
-                # Reported by that block's own test; later blocks still get their turn.
-                pass
         self.done = index + 1
         self.examples[index].evaluate()
 
@@ -177,9 +176,7 @@ def test_example(path: Path, index: int, caplog: pytest.LogCaptureFixture) -> No
         and record.levelno >= logging.WARNING
         and not _only_filtered(record)
     ]
-    assert not complaints, "the example's events were not all delivered:\n" + "\n".join(
-        complaints
-    )
+    assert not complaints, "the example's events were not all delivered:\n" + "\n".join(complaints)
 
 
 def _only_filtered(record: logging.LogRecord) -> bool:
