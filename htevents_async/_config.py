@@ -299,13 +299,14 @@ class Config:
     them applied in order (stored as a tuple). Each gets the event as a ``dict`` in
     wire form and returns the dict to send or ``None`` to drop it (counted as
     ``dropped["filtered"]``); one that raises drops it as ``"plugin_error"``. See
-    :mod:`htevents_async.plugins` and the README's "Plugins" section."""
+    :mod:`htevents_async.plugins` and the Plugins guide (``docs/guides/plugins.md``)."""
 
     spool: str | None = attrs.field(default=None, converter=_spool_dir, validator=_spool_path)
     """A directory on a local disk where accepted events are kept until delivered (see
-    the README's "Durability"): they survive a crash, a restart and long outages. ``None``
-    (the default) keeps events in memory only. An unwritable directory raises
-    :class:`~htevents_async.ConfigError` when the client starts."""
+    the Durability guide, ``docs/guides/durability.md``): they survive a crash, a
+    restart and long outages. ``None`` (the default) keeps events in memory only. An
+    unwritable directory raises :class:`~htevents_async.ConfigError` when the client
+    starts."""
 
     spool_max_bytes: int = attrs.field(default=1 << 30, validator=_int_at_least(1 << 16))
     """Most bytes the spool file may hold; past it, events the queue has no room for meet
