@@ -97,6 +97,23 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """Draw the charts, then build the site strictly into site/; ``nox -s docs -- serve``."""
+    session.install(*_group("docs"))
+    session.run(
+        "python",
+        "benchmarks/charts.py",
+        "benchmarks/published/latest.json",
+        "--out",
+        "docs/_generated",
+    )
+    if session.posargs and session.posargs[0] == "serve":
+        session.run("mkdocs", "serve", "--strict", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """Start the embedded collector, send events of every type, print what arrived."""
     session.install(".[cli]")

@@ -421,7 +421,7 @@ class HteventsAsync(AsyncAdapter):
 
 
 class HteventsSync(ThreadAdapter):
-    """This project's ``SyncClient``, for code without an event loop (README "Sync code")."""
+    """This project's ``SyncClient``, for code without an event loop (docs/guides/sync.md)."""
 
     name = "htevents_sync"
     label = "htevents-async SyncClient"

@@ -23,6 +23,9 @@ __all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "Config"]
 DEFAULT_HOST = "https://us-east-1.hightouch-events.com"
 #: The Segment-spec batch path.
 DEFAULT_PATH = "/v1/batch"
+#: The environment variable that, when set, replaces DEFAULT_HOST as the default of
+#: ``host``; the command line reads the same one, so one setting points both at a collector.
+HOST_ENV = "HT_HOST"
 
 #: Segment's /v1/batch answers 200 to a larger batch and drops its events.
 MAX_EVENTS_PER_REQUEST = 2_500
@@ -30,6 +33,12 @@ MAX_EVENTS_PER_REQUEST = 2_500
 # Room the batch envelope needs around the messages: '{"batch":[', '],"sentAt":"…",
 # "writeKey":"…"}'. The write key is added per client, this is the fixed part.
 ENVELOPE_BYTES = 64
+
+
+def _default_host() -> str:
+    # Read at each construction, not at import, so a process that sets HT_HOST before
+    # building its client (a test harness, a container entrypoint) is honoured.
+    return os.environ.get(HOST_ENV) or DEFAULT_HOST
 
 
 def _seconds(value: float | dt.timedelta) -> float:
@@ -171,8 +180,9 @@ class Config:
     A bad value raises :class:`~htevents_async.ConfigError` naming the option.
     """
 
-    host: str = attrs.field(default=DEFAULT_HOST, validator=_host)
-    """Scheme and authority of the collector, e.g. ``http://127.0.0.1:8787``."""
+    host: str = attrs.field(factory=_default_host, validator=_host)
+    """Scheme and authority of the collector, e.g. ``http://127.0.0.1:8787``. Default:
+    the ``HT_HOST`` environment variable when it is set and not empty, else Hightouch US."""
 
     protocol: str | WireProtocol = attrs.field(default="segment", validator=_protocol)
     """The collector's API: ``"segment"`` (Hightouch, Segment, RudderStack), ``"posthog"``,
@@ -289,13 +299,14 @@ class Config:
     them applied in order (stored as a tuple). Each gets the event as a ``dict`` in
     wire form and returns the dict to send or ``None`` to drop it (counted as
     ``dropped["filtered"]``); one that raises drops it as ``"plugin_error"``. See
-    :mod:`htevents_async.plugins` and the README's "Plugins" section."""
+    :mod:`htevents_async.plugins` and the Plugins guide (``docs/guides/plugins.md``)."""
 
     spool: str | None = attrs.field(default=None, converter=_spool_dir, validator=_spool_path)
     """A directory on a local disk where accepted events are kept until delivered (see
-    the README's "Durability"): they survive a crash, a restart and long outages. ``None``
-    (the default) keeps events in memory only. An unwritable directory raises
-    :class:`~htevents_async.ConfigError` when the client starts."""
+    the Durability guide, ``docs/guides/durability.md``): they survive a crash, a
+    restart and long outages. ``None`` (the default) keeps events in memory only. An
+    unwritable directory raises :class:`~htevents_async.ConfigError` when the client
+    starts."""
 
     spool_max_bytes: int = attrs.field(default=1 << 30, validator=_int_at_least(1 << 16))
     """Most bytes the spool file may hold; past it, events the queue has no room for meet

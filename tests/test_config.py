@@ -82,3 +82,21 @@ def test_config_is_frozen() -> None:
     config = htevents_async.Config()
     with pytest.raises(AttributeError):
         config.gzip = False  # type: ignore[misc]
+
+
+def test_ht_host_environment_variable_is_the_default_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HT_HOST", "http://127.0.0.1:9")
+    assert Config().host == "http://127.0.0.1:9"
+    assert Config(host="http://10.0.0.1:8787").host == "http://10.0.0.1:8787"
+    monkeypatch.setenv("HT_HOST", "")
+    assert Config().host == "https://us-east-1.hightouch-events.com"
+    monkeypatch.delenv("HT_HOST")
+    assert Config().host == "https://us-east-1.hightouch-events.com"
+
+
+def test_a_bad_ht_host_raises_config_error_naming_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HT_HOST", "ftp://example.com")
+    with pytest.raises(ConfigError, match="host"):
+        Config()

@@ -30,7 +30,8 @@ pytestmark = pytest.mark.slow
 #: holding 200,000 such events in memory without a spool takes about 75 MiB more than
 #: the client's floor, and the figure grows with the count, which the spool's does not.
 OUTAGE_EVENTS = int(os.environ.get("SPOOL_OUTAGE_EVENTS", "200000"))
-OUTAGE_RSS_BOUND_MIB = 512  # typical peaks 55-136 MiB; one full-suite run reached 368 (see README)
+# Typical peaks 55-136 MiB; one full-suite run reached 368 (docs/guides/durability.md).
+OUTAGE_RSS_BOUND_MIB = 512
 
 
 def db_files(directory: Path) -> list[str]:
@@ -157,7 +158,7 @@ async def test_outage_longer_than_retry_time(tmp_path: Path) -> None:
         assert await child.wait() == 0
         delivered = server.delivered_ids()
     stats = report["statistics"]
-    # The figures the README quotes: run with -s to see them.
+    # The figures docs/guides/durability.md quotes: run with -s to see them.
     print(
         f"\noutage: recorded {OUTAGE_EVENTS}, delivered {len(delivered)}, distinct "
         f"{len(set(delivered))}, attempts {stats['attempts']}, peak RSS "

@@ -1,0 +1,197 @@
+"""Every ```python block of README.md and docs/**/*.md runs here, as written.
+
+Sybil (https://sybil.readthedocs.io) finds the blocks; each is one test, named
+``<page>:<line>``. The conventions for anyone writing a page:
+
+- A ```python block runs top to bottom as a module would, in a namespace shared
+  by the blocks of its page, in page order (a later block may use what an
+  earlier one defined). Other fences (console, text, json, bash) are not run.
+- It runs with ``HT_WRITE_KEY`` set and ``HT_HOST`` pointing at a local
+  collector these tests start (``htevents-async collect`` on a free port), so
+  ``Client(os.environ["HT_WRITE_KEY"])`` and the framework lifespans deliver to
+  it. The documented local address, the literal ``http://127.0.0.1:8787``, is
+  replaced by that collector's address before the block runs, so write examples
+  against ``http://127.0.0.1:8787`` or the default host, and they stay pasteable.
+- A WARNING or ERROR logged by ``htevents_async`` while a block runs fails it:
+  the events a block sends must be delivered, not merely accepted. Events a
+  ``before_send`` plugin drops on purpose (``"filtered"``) are the one exception.
+- A block that cannot run as written (an app module for a server to import, a
+  settings file, a worker that needs a broker, another SDK's "before" code) is
+  preceded by a skip marker whose reason is a Python string literal, visible in
+  the Markdown source and in the test report, invisible on the rendered page::
+
+      <!-- skip: next "a Django settings module, loaded by Django itself" -->
+
+- Code a block needs to be exercised (driving an app through its test client,
+  say) but that readers need not see goes in an invisible block after it::
+
+      <!-- invisible-code-block: python
+      from starlette.testclient import TestClient
+      with TestClient(app) as http:
+          assert http.post("/orders").status_code == 200
+      -->
+
+Sybil was chosen over pytest-examples and mktestdocs because its skip and
+invisible-block markers are HTML comments, which GitHub and MkDocs both hide,
+so the Markdown renders the same everywhere while the reason for a skip stays
+in the source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from servers import environment, free_port
+from sybil import Document, Example
+from sybil.evaluators.python import pad
+from sybil.parsers.markdown import CodeBlockParser, SkipParser
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+LOCAL_ADDRESS = "http://127.0.0.1:8787"
+WRITE_KEY = "wk_docs_examples"
+
+# The address of the collector of this module, set by the fixture before any block runs.
+_collector: dict[str, str] = {}
+
+
+def _evaluate(example: Example) -> None:
+    """Run a block as a module would, with the local address pointed at the test collector."""
+    __tracebackhide__ = True
+    source = str(example.parsed).replace(LOCAL_ADDRESS, _collector["url"])
+    line = example.line + example.parsed.line_offset
+    code = compile(pad(source, line), example.path, "exec", dont_inherit=True)
+    # Each block is a fresh __main__ so that `if __name__ == "__main__":` guards do
+    # not start servers; the page's names carry over from block to block.
+    example.namespace["__name__"] = "docs_example"
+    exec(code, example.namespace)
+    example.namespace.pop("__builtins__", None)
+
+
+PARSERS = [CodeBlockParser(language="python", evaluator=_evaluate), SkipParser()]
+
+
+class _Page:
+    """A parsed page and how far along it its examples have been evaluated."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.document = Document.parse(str(path), *PARSERS)
+        self.examples = list(self.document)
+        self.done = 0
+
+    def code_indexes(self) -> list[int]:
+        return [
+            i for i, example in enumerate(self.examples) if example.region.evaluator is _evaluate
+        ]
+
+    def run_through(self, index: int) -> None:
+        """Evaluate every example up to ``index`` in page order, then that one.
+
+        Markers and earlier blocks run first even when one test is selected alone,
+        so each block sees the namespace and skip state the page gives it.
+        """
+        __tracebackhide__ = True
+        while self.done < index:
+            example = self.examples[self.done]
+            self.done += 1
+            # A failure or skip is reported by that block's own test; later blocks
+            # still get their turn.
+            with contextlib.suppress(Exception):
+                example.evaluate()
+        self.done = index + 1
+        self.examples[index].evaluate()
+
+
+_PAGES = {path: _Page(path) for path in PAGES}
+
+
+def _params() -> Iterator[Any]:
+    for path, page in _PAGES.items():
+        for index in page.code_indexes():
+            line = page.examples[index].line
+            yield pytest.param(path, index, id=f"{path.relative_to(ROOT)}:{line}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def docs_collector() -> Iterator[str]:
+    """``htevents-async collect`` on a free port, and the environment the pages assume."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "htevents_async", "collect", "--port", str(port)],
+        env=environment({}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    saved = {name: os.environ.get(name) for name in ("HT_HOST", "HT_WRITE_KEY")}
+    try:
+        _wait_until_up(url, process)
+        os.environ["HT_HOST"] = url
+        os.environ["HT_WRITE_KEY"] = WRITE_KEY
+        _collector["url"] = url
+        yield url
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"{url}/stats")
+            return
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("path", "index"), list(_params()))
+def test_example(path: Path, index: int, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="htevents_async")
+    _PAGES[path].run_through(index)
+    complaints = [
+        f"{record.levelname} {record.name}: {record.getMessage()}"
+        for record in caplog.records
+        if record.name.startswith("htevents_async")
+        and record.levelno >= logging.WARNING
+        and not _only_filtered(record)
+    ]
+    assert not complaints, "the example's events were not all delivered:\n" + "\n".join(complaints)
+
+
+def _only_filtered(record: logging.LogRecord) -> bool:
+    """The closing summary of a client whose only losses are a plugin's deliberate drops."""
+    dropped = getattr(record, "htevents_dropped", None)
+    return (
+        getattr(record, "htevents_event", None) == "closed"
+        and getattr(record, "htevents_failed", None) == 0
+        and isinstance(dropped, dict)
+        and set(dropped) == {"filtered"}
+    )
+
+
+def test_every_page_with_python_has_examples_here() -> None:
+    """A page whose blocks the parser missed (a typo in a fence) would pass silently."""
+    for path in PAGES:
+        fences = path.read_text().count("```python\n")
+        assert len(_PAGES[path].code_indexes()) >= fences, path
