@@ -53,6 +53,8 @@ _OPTION_NAMES = frozenset(field.name for field in attrs.fields(Config))
 
 # Seconds closing the connections may take once the close deadline has passed.
 _CLOSE_GRACE = 0.25
+# Drop reasons that are the user's own choice, not a failure to deliver.
+_CHOSEN_DROPS = frozenset({"disabled", "filtered"})
 # Longest a producer that never suspends keeps the loop before an enqueue yields.
 # Other tasks wait at most this long (a tenth of asyncio's slow-callback warning);
 # the flusher's turn per slice then costs such a loop under 5 % of its time.
@@ -826,8 +828,9 @@ class Client:
         stats = self.statistics()
         if stats.failed or stats.dropped:
             # One line that adds up every loss, however many the rate limit held back.
-            # Events dropped by disable=True were asked for: no warning for those alone.
-            losses = stats.failed or any(r != "disabled" for r in stats.dropped)
+            # Drops the user asked for (disable=True, a plugin filtering events out)
+            # are not losses: no warning for those alone.
+            losses = stats.failed or any(r not in _CHOSEN_DROPS for r in stats.dropped)
             logger.log(
                 logging.WARNING if losses else logging.DEBUG,
                 "htevents_async: closed; %d delivered, %d failed, dropped %s",

@@ -13,8 +13,7 @@ Sybil (https://sybil.readthedocs.io) finds the blocks; each is one test, named
   replaced by that collector's address before the block runs, so write examples
   against ``http://127.0.0.1:8787`` or the default host, and they stay pasteable.
 - A WARNING or ERROR logged by ``htevents_async`` while a block runs fails it:
-  the events a block sends must be delivered, not merely accepted. Events a
-  ``before_send`` plugin drops on purpose (``"filtered"``) are the one exception.
+  the events a block sends must be delivered, not merely accepted.
 - A block that cannot run as written (an app module for a server to import, a
   settings file, a worker that needs a broker, another SDK's "before" code) is
   preceded by a skip marker whose reason is a Python string literal, visible in
@@ -172,22 +171,9 @@ def test_example(path: Path, index: int, caplog: pytest.LogCaptureFixture) -> No
     complaints = [
         f"{record.levelname} {record.name}: {record.getMessage()}"
         for record in caplog.records
-        if record.name.startswith("htevents_async")
-        and record.levelno >= logging.WARNING
-        and not _only_filtered(record)
+        if record.name.startswith("htevents_async") and record.levelno >= logging.WARNING
     ]
     assert not complaints, "the example's events were not all delivered:\n" + "\n".join(complaints)
-
-
-def _only_filtered(record: logging.LogRecord) -> bool:
-    """The closing summary of a client whose only losses are a plugin's deliberate drops."""
-    dropped = getattr(record, "htevents_dropped", None)
-    return (
-        getattr(record, "htevents_event", None) == "closed"
-        and getattr(record, "htevents_failed", None) == 0
-        and isinstance(dropped, dict)
-        and set(dropped) == {"filtered"}
-    )
 
 
 def test_every_page_with_python_has_examples_here() -> None:

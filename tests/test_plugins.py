@@ -389,3 +389,16 @@ async def test_disable_skips_the_plugins() -> None:
     assert seen == []
     assert dropped == []
     assert client.statistics().dropped == {"disabled": 1}
+
+
+async def test_filtered_events_close_without_a_warning(
+    collector: LocalCollector, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plugin filtering events out is the user's choice: the close line is DEBUG."""
+    caplog.set_level(logging.DEBUG, logger="htevents_async")
+    async with plugin_client(collector, plugins.drop_events({"Heartbeat"})) as client:
+        await client.track(user_id="u", event="Heartbeat")
+        await client.track(user_id="u", event="Signed up")
+    assert client.statistics().dropped == {"filtered": 1}
+    closing = [r for r in caplog.records if "closed;" in r.getMessage()]
+    assert [r.levelno for r in closing] == [logging.DEBUG]
