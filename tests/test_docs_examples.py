@@ -59,6 +59,8 @@ from sybil.parsers.markdown import CodeBlockParser, SkipParser
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 LOCAL_ADDRESS = "http://127.0.0.1:8787"
+# The durability guide's spool folder; each run gets its own so none piles up.
+SPOOL_FOLDER = "/tmp/htevents-spool"
 WRITE_KEY = "wk_docs_examples"
 
 # The address of the collector of this module, set by the fixture before any block runs.
@@ -68,7 +70,11 @@ _collector: dict[str, str] = {}
 def _evaluate(example: Example) -> None:
     """Run a block as a module would, with the local address pointed at the test collector."""
     __tracebackhide__ = True
-    source = str(example.parsed).replace(LOCAL_ADDRESS, _collector["url"])
+    source = (
+        str(example.parsed)
+        .replace(LOCAL_ADDRESS, _collector["url"])
+        .replace(SPOOL_FOLDER, _collector["spool"])
+    )
     line = example.line + example.parsed.line_offset
     code = compile(pad(source, line), example.path, "exec", dont_inherit=True)
     # Each block is a fresh __main__ so that `if __name__ == "__main__":` guards do
@@ -124,7 +130,7 @@ def _params() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def docs_collector() -> Iterator[str]:
+def docs_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``htevents-async collect`` on a free port, and the environment the pages assume."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -140,6 +146,7 @@ def docs_collector() -> Iterator[str]:
         os.environ["HT_HOST"] = url
         os.environ["HT_WRITE_KEY"] = WRITE_KEY
         _collector["url"] = url
+        _collector["spool"] = str(tmp_path_factory.mktemp("spool"))
         yield url
     finally:
         for name, value in saved.items():
