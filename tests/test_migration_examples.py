@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import importlib.metadata
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -203,5 +204,8 @@ async def test_each_after_example_delivers_both_events(
     else:
         assert [e["type"] for e in events] == ["identify", "track"]
         assert events[0]["traits"] == {"email": "ada@example.com"}
+        # Milliseconds and "Z"; integrations as given (none); no rudder-style channel.
+        assert all(re.search(r"T[0-9:]{8}\.[0-9]{3}Z$", e["timestamp"]) for e in events)
+        assert all(e["integrations"] == {} and "channel" not in e for e in events)
         assert all(_basic(r.headers) == "YOUR_WRITE_KEY:" for r in requests_seen)
         assert all(r.body["writeKey"] == "YOUR_WRITE_KEY" for r in requests_seen)

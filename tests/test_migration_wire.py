@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from faultserver import FaultServer, Hang, Respond
 from migration_support import DEAD_PROXY, KEY
+from servers import environment
 
 from htevents_async._collector import LocalCollector
 
@@ -263,3 +266,53 @@ async def test_segment_uses_its_proxies_option(collector: LocalCollector) -> Non
     await asyncio.to_thread(client.shutdown)
     assert isinstance(errors[0], requests.exceptions.ProxyError)
     assert collector.messages() == []
+
+
+async def test_posthog_counts_a_quota_limited_200_as_delivered() -> None:
+    """A 200 whose body says the events quota is exceeded is a success to posthog."""
+    errors: list[Exception] = []
+    body = b'{"status": 1, "quota_limited": ["events"]}'
+    async with FaultServer(then=Respond(200, body=body)) as server:
+        client = _make("posthog", server.url, retries=1, on_error=lambda e, b: errors.append(e))
+        try:
+            await asyncio.to_thread(_track, "posthog", client)
+            await asyncio.to_thread(client.flush)
+        finally:
+            await asyncio.to_thread(client.shutdown)
+    assert len(server.requests) == 1
+    assert errors == []
+
+
+_ENDS_WITHOUT_FLUSH = """
+import sys
+import {module} as sdk
+
+client = sdk.Client("{key}", host=sys.argv[1], upload_size=100, upload_interval=0.5)
+for _ in range(300):
+    client.track("u1", "Order completed")
+# The script ends without flush() or shutdown(): only the exit hook runs.
+"""
+
+
+@pytest.mark.parametrize(
+    "module", ["segment.analytics", "hightouch.htevents", "rudderstack.analytics"]
+)
+async def test_at_exit_only_the_batch_being_sent_is_delivered(module: str, tmp_path: Path) -> None:
+    """The exit hook stops the consumer after its current batch; the rest of the queue is lost."""
+    script = tmp_path / "ends_without_flush.py"
+    script.write_text(_ENDS_WITHOUT_FLUSH.format(module=module, key=KEY))
+    # Each upload takes a second, so the process ends while the first is on the wire.
+    async with FaultServer(then=Respond(200, delay=1.0)) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            server.url,
+            cwd=tmp_path,
+            env=environment({}),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    received = len(server.received_ids())
+    assert 0 < received < 300
+    assert [r.status for r in server.requests] == [200] * len(server.requests)
