@@ -13,17 +13,23 @@ pins the same), by introspecting each package or building a client with
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import json
 import logging
 import re
+import sys
 import uuid
+from asyncio.subprocess import PIPE
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from migration_support import DEAD_PROXY, KEY
+from servers import environment
 
 from htevents_async import Client, Config, MessageTooLargeError, MessageTypeError
 
@@ -325,3 +331,66 @@ def test_segment_caps_retry_after_at_300_seconds() -> None:
     assert segment_request.parse_retry_after(response) == 300
     response.headers["Retry-After"] = "7"
     assert segment_request.parse_retry_after(response) == 7
+
+
+_NAIVE_TIMESTAMPS = """
+import asyncio
+import datetime
+import json
+
+import hightouch.htevents
+import rudderstack.analytics
+import segment.analytics
+from posthog.utils import guess_timezone
+
+import htevents_async.testing
+
+recent = datetime.datetime.now()
+old = datetime.datetime(2020, 1, 1, 12, 0)
+out = {}
+for name, sdk in [
+    ("segment", segment.analytics),
+    ("hightouch", hightouch.htevents),
+    ("rudderstack", rudderstack.analytics),
+]:
+    client = sdk.Client("key", send=False)
+    out[name] = [client.track("u1", "e", timestamp=t)[1]["timestamp"] for t in (recent, old)]
+out["posthog"] = [guess_timezone(t).isoformat() for t in (recent, old)]
+
+
+async def ours():
+    async with htevents_async.testing.capture() as (client, captured):
+        for t in (recent, old):
+            await client.track(user_id="u1", event="e", timestamp=t)
+    return [m["timestamp"] for m in captured.messages()]
+
+
+out["ours"] = asyncio.run(ours())
+out["recent"] = recent.isoformat(timespec="milliseconds")
+out["recent_in_utc"] = recent.astimezone(datetime.timezone.utc).isoformat()
+print(json.dumps(out))
+"""
+
+
+async def test_a_naive_timestamp_is_local_time_when_recent_and_utc_otherwise(
+    tmp_path: Path,
+) -> None:
+    """The peers read a naive ``datetime`` within 5 s of now as local time; we read UTC."""
+    script = tmp_path / "naive_timestamps.py"
+    script.write_text(_NAIVE_TIMESTAMPS)
+    # A zone five and a half hours from UTC, so local time and UTC cannot be confused.
+    env = environment({"TZ": "Asia/Kolkata"})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), env=env, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    seen = json.loads(out)
+    for peer in ("segment", "hightouch", "rudderstack", "posthog"):
+        recent, old = seen[peer]
+        if peer == "posthog":  # the same reading, then converted to UTC
+            assert recent == seen["recent_in_utc"]
+        else:
+            assert recent.endswith("+05:30"), (peer, recent)
+        assert re.fullmatch(r"2020-01-01T12:00:00(\.0+)?\+00:00", old), (peer, old)
+    assert seen["ours"] == [seen["recent"] + "Z", "2020-01-01T12:00:00.000Z"]
