@@ -31,6 +31,7 @@ import requests
 from migration_support import DEAD_PROXY, KEY
 from servers import environment
 
+import htevents_async.testing
 from htevents_async import Client, Config, MessageTooLargeError, MessageTypeError
 
 segment = pytest.importorskip("segment.analytics")
@@ -210,10 +211,14 @@ def test_an_identity_of_zero_is_refused_by_truthiness(client: Any) -> None:
 
 async def test_an_identity_of_zero_is_valid_here_and_calls_are_keyword_only() -> None:
     """Ours accepts ``user_id=0`` (sent as ``"0"``) and refuses positional arguments."""
-    async with Client(KEY, disable=True) as client:
-        assert isinstance(await client.track(user_id=0, event="Order completed"), str)
+    async with htevents_async.testing.capture() as (client, captured):
+        await client.track(user_id=0, event="Order completed")
         with pytest.raises(TypeError):
             await client.track("u1", "Order completed")  # type: ignore[misc]
+    assert captured.messages()[0]["userId"] == "0"
+    async with htevents_async.testing.capture(protocol="posthog") as (client, captured):
+        await client.track(user_id=0, event="Order completed")
+    assert captured.messages()[0]["distinct_id"] == "0"
 
 
 @pytest.mark.parametrize("client", [segment.Client, htevents.Client])
