@@ -76,7 +76,7 @@ def test_each_example_is_shown_verbatim_in_its_guide(page: str, name: str) -> No
     block = f"```python\n{source}```"
     assert block in guide
     line_before = guide[: guide.index(block)].rstrip("\n").rsplit("\n", 1)[-1]
-    skipped = line_before.startswith("<!-- skip: next -- ") and line_before.endswith(" -->")
+    skipped = line_before.startswith('<!-- skip: next "') and line_before.endswith('" -->')
     # The peers' own code needs the peer installed: the docs harness skips it and this
     # module runs it. Our code runs in both.
     assert skipped == ("_before" in name), "only the peers' examples carry the skip marker"
