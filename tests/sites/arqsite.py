@@ -13,9 +13,15 @@ from examples.arq_worker import WorkerSettings as ExampleSettings
 from htevents_async.integrations.arq import startup
 
 
-class WorkerSettings(ExampleSettings):
-    """The example's settings with the test's client options."""
+class WorkerSettings:
+    """The example's settings with the test's client options.
 
+    Spelled out, not inherited: arq reads the settings class's own ``__dict__``.
+    """
+
+    functions = ExampleSettings.functions
+    redis_settings = ExampleSettings.redis_settings
+    on_shutdown = ExampleSettings.on_shutdown
     on_startup = startup(
         "test-write-key",
         host=os.environ["HT_COLLECTOR"],
