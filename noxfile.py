@@ -17,7 +17,7 @@ EXTRAS = ".[cli,fastapi,aiohttp,orjson,django,flask,celery,otel,temporal,taskiq]
 # arq pins redis<6 and Celery's Redis transport needs redis>=6.4: one environment cannot
 # hold both, so arq's tests run in a session of their own and only typing adds it here.
 TYPING_EXTRAS = EXTRAS.replace("]", ",arq]")
-ARQ_TESTS = ["tests/test_integrations_arq.py"]
+ARQ_TESTS = ["tests/test_integrations_arq.py", "tests/test_integrations.py", "-k", "arq"]
 
 
 def _group(name: str) -> list[str]:
