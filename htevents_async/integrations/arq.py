@@ -27,9 +27,10 @@ The client lives in the worker's ``ctx`` dict under :data:`CTX_KEY`, next to arq
 ``ctx["redis"]``. A worker with startup and shutdown hooks of its own calls
 :func:`open_client` and :func:`shutdown` from them.
 
-On SIGTERM or SIGINT arq cancels the jobs still running, then runs ``on_shutdown``:
-:func:`shutdown` delivers every event recorded until then, within the client's
-``shutdown_timeout`` (5 seconds by default).
+On SIGTERM or SIGINT arq cancels the jobs still running (after ``job_completion_wait``
+seconds, when the settings give one), then runs ``on_shutdown``: :func:`shutdown`
+delivers every event recorded until then, within the client's ``shutdown_timeout``
+(5 seconds by default).
 """
 
 from __future__ import annotations
