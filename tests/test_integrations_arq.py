@@ -1,0 +1,69 @@
+"""The arq integration with the real ``arq`` worker and a real Redis broker.
+
+arq pins ``redis<6`` and Celery's Redis transport needs ``redis>=6.4``, so these tests
+run in their own nox session (``nox -s arq``); elsewhere they skip.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from servers import redis_server
+from worker_support import ORDERS, by_order, expected_orders, worker
+
+from htevents_async._collector import LocalCollector
+
+pytest.importorskip("arq")
+from arq import create_pool
+from arq.connections import RedisSettings
+from arq.jobs import Job
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs Debian's redis-server"
+)
+
+ARGV = ["-m", "arq", "sites.arqsite.WorkerSettings"]
+
+
+async def _charge_all(broker: str) -> None:
+    pool = await create_pool(RedisSettings.from_dsn(broker))
+    try:
+        jobs: list[Job] = []
+        for n in range(ORDERS):
+            job = await pool.enqueue_job("charge", "u1", f"o{n}")
+            assert job is not None
+            jobs.append(job)
+        for job in jobs:
+            await job.result(timeout=60, poll_delay=0.05)
+    finally:
+        await pool.aclose()
+
+
+async def test_events_recorded_in_jobs_arrive_while_the_worker_runs(
+    collector: LocalCollector,
+) -> None:
+    """With a short flush interval, every job's event reaches the collector before shutdown."""
+    async with redis_server() as broker:
+        env = {"REDIS_URL": broker, "HT_COLLECTOR": collector.url, "HT_FLUSH_INTERVAL": "0.05"}
+        env["HT_WRITE_KEY"] = "example-key"
+        async with worker(ARGV, env):
+            await _charge_all(broker)
+            messages = await collector.wait_for(ORDERS)
+    assert by_order(messages) == expected_orders()
+    assert {m["event"] for m in messages} == {"Order charged"}
+
+
+async def test_sigterm_delivers_what_is_pending_before_the_worker_exits(
+    collector: LocalCollector,
+) -> None:
+    """Nothing is sent while the worker runs (one-hour flush interval); SIGTERM runs
+    on_shutdown, which delivers every job's event before the process exits."""
+    async with redis_server() as broker:
+        env = {"REDIS_URL": broker, "HT_COLLECTOR": collector.url, "HT_FLUSH_INTERVAL": "3600"}
+        env["HT_WRITE_KEY"] = "example-key"
+        async with worker(ARGV, env) as process:
+            await _charge_all(broker)
+            assert collector.messages() == []
+        assert process.returncode == 0
+    assert by_order(collector.messages()) == expected_orders()

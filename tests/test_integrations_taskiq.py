@@ -1,0 +1,66 @@
+"""The taskiq integration with the real ``taskiq worker`` and a real Redis broker."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from servers import redis_server
+from worker_support import ORDERS, by_order, expected_orders, worker
+
+from htevents_async._collector import LocalCollector
+
+pytest.importorskip("taskiq")
+taskiq_redis = pytest.importorskip("taskiq_redis")
+from taskiq.kicker import AsyncKicker  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs Debian's redis-server"
+)
+
+# Two worker processes, each with its own client.
+ARGV = ["-m", "taskiq", "worker", "sites.taskiqsite:broker", "--workers", "2"]
+
+
+async def _charge_all(broker_url: str) -> None:
+    broker = taskiq_redis.RedisStreamBroker(broker_url).with_result_backend(
+        taskiq_redis.RedisAsyncResultBackend(broker_url)
+    )
+    await broker.startup()
+    try:
+        kicker: AsyncKicker[..., None] = AsyncKicker("charge", broker, labels={})
+        tasks = [await kicker.kiq("u1", f"o{n}") for n in range(ORDERS)]
+        for task in tasks:
+            result = await task.wait_result(check_interval=0.05, timeout=60)
+            assert not result.is_err, result.error
+    finally:
+        await broker.shutdown()
+
+
+async def test_events_recorded_in_tasks_arrive_while_the_worker_runs(
+    collector: LocalCollector,
+) -> None:
+    """With a short flush interval, every task's event reaches the collector before shutdown."""
+    async with redis_server() as broker:
+        env = {"REDIS_URL": broker, "HT_COLLECTOR": collector.url, "HT_FLUSH_INTERVAL": "0.05"}
+        env["HT_WRITE_KEY"] = "example-key"
+        async with worker(ARGV, env):
+            await _charge_all(broker)
+            messages = await collector.wait_for(ORDERS)
+    assert by_order(messages) == expected_orders()
+    assert {m["event"] for m in messages} == {"Order charged"}
+
+
+async def test_sigterm_delivers_what_is_pending_before_the_worker_exits(
+    collector: LocalCollector,
+) -> None:
+    """Nothing is sent while the workers run (one-hour flush interval); SIGTERM runs
+    WORKER_SHUTDOWN in each process, which delivers its tasks' events before it exits."""
+    async with redis_server() as broker:
+        env = {"REDIS_URL": broker, "HT_COLLECTOR": collector.url, "HT_FLUSH_INTERVAL": "3600"}
+        env["HT_WRITE_KEY"] = "example-key"
+        async with worker(ARGV, env) as process:
+            await _charge_all(broker)
+            assert collector.messages() == []
+        assert process.returncode == 0
+    assert by_order(collector.messages()) == expected_orders()
