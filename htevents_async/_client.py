@@ -436,6 +436,12 @@ class Client:
         a deletion that did not happen must not pass unnoticed. With ``disable=True``
         nothing is sent and the id is ``""``.
         """
+        request = self._deletion(user_id, traits)
+        self._start()
+        return await self._send_deletion(request, max_retries)
+
+    def _deletion(self, user_id: Id, traits: Mapping[str, Any] | None) -> Delete:
+        """The checked request of a ``delete()`` call: what the caller's thread validates."""
         request = Delete(user_id=user_id, traits=traits)
         if self._protocol.name != "segment":
             raise ConfigError(
@@ -443,7 +449,10 @@ class Client:
                 f"{self._protocol.name!r}, which has no deletion request here"
             )
         check_deletion_config(self._config)
-        self._start()
+        return request
+
+    async def _send_deletion(self, request: Delete, max_retries: int | None) -> str:
+        """Send a checked request on the client's loop (``SyncClient.delete`` comes here too)."""
         if self._config.disable:
             return ""
         if self._http is None:

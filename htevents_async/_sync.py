@@ -306,6 +306,41 @@ class SyncClient:
         message_id, data = _frontend.encode_message(self._encoder, message)
         return self._hand_over(runtime, message_id, data, callback)
 
+    def delete(
+        self,
+        *,
+        user_id: Id,
+        traits: Mapping[str, Any] | None = None,
+        max_retries: int | None = None,
+    ) -> str:
+        """Suppress the user's later events and delete what was collected; returns the
+        regulation id. See :meth:`Client.delete`.
+
+        The arguments and the regulations options are checked in the calling thread
+        (:class:`MessageError`, :class:`ConfigError`); the request then runs on the
+        client's thread, and the calling thread waits for its answer. Its failures
+        raise here as they do from :meth:`Client.delete` (:class:`HTTPStatusError`,
+        :class:`RetriesExhaustedError`). The wait is bounded by what the retries may
+        take (``max_retry_time``, the longest backoff, twice ``request_timeout``); past
+        it the request is cancelled and :class:`ClientStateError` says so, since the
+        deletion may or may not have been made.
+        """
+        request = self._client._deletion(user_id, traits)
+        runtime = self._running("delete") or self._start()
+        config = self._config
+        bound = (
+            config.max_retry_time
+            + max(config.backoff_max, config.retry_after_max)
+            + 2 * config.request_timeout
+        )
+        regulate_id = runtime.call(self._client._send_deletion, request, max_retries, timeout=bound)
+        if regulate_id is None:
+            raise ClientStateError(
+                f"delete() had no answer from the client's thread within {bound:g} s; the "
+                "request was cancelled and may or may not have reached the endpoint"
+            )
+        return regulate_id
+
     # -- the hand-over ---------------------------------------------------------------
 
     def _hand_over(

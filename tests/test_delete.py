@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,14 @@ import pytest
 from faultserver import FaultServer, Respond
 
 import htevents_async
-from htevents_async import Client, ConfigError, Delete, HTTPStatusError, MessageError
+from htevents_async import (
+    Client,
+    ConfigError,
+    Delete,
+    HTTPStatusError,
+    MessageError,
+    SyncClient,
+)
 from htevents_async._collector import LocalCollector
 
 TOKEN = "workspace-token"
@@ -162,3 +170,58 @@ async def test_delete_refuses_other_protocols() -> None:
     ) as client:
         with pytest.raises(ConfigError, match="Segment regulation"):
             await client.delete(user_id="u1")
+
+
+async def test_sync_delete_removes_then_suppresses(fast: dict[str, Any]) -> None:
+    """SyncClient.delete, from a plain thread through the client's own loop, reaches the
+    collector: the user's stored events go, and a later one is suppressed."""
+    async with LocalCollector(regulations_token=TOKEN) as collector:
+
+        def record_then_delete() -> str:
+            with SyncClient("key", **_options(collector, fast)) as events:
+                events.track(user_id="gone", event="Before")
+                events.track(user_id="kept", event="Before")
+                assert events.flush() == 0
+                regulate_id = events.delete(user_id="gone", traits={"email": "g@x.io"})
+                events.track(user_id="gone", event="After")
+                assert events.flush() == 0
+                return regulate_id
+
+        regulate_id = await asyncio.to_thread(record_then_delete)
+        assert regulate_id
+        assert collector.messages(user_id="gone") == []
+        assert [m["event"] for m in collector.messages(user_id="kept")] == ["Before"]
+        stats = collector.stats()
+        assert (stats.regulations, stats.suppressed) == (1, 1)
+        async with httpx.AsyncClient(base_url=collector.url) as http:
+            listed = await http.get("/regulations", headers={"Authorization": f"Bearer {TOKEN}"})
+        [regulation] = listed.json()["data"]["regulations"]
+        assert (regulation["id"], regulation["subjectIds"]) == (regulate_id, ["gone"])
+
+
+def test_sync_delete_without_endpoint_raises_before_starting() -> None:
+    """Without the regulations options, SyncClient.delete raises ConfigError in the calling
+    thread and starts no thread."""
+    events = SyncClient("key", host="http://127.0.0.1:9")
+    try:
+        with pytest.raises(ConfigError, match=r"regulations_url and Config\.regulations_token"):
+            events.delete(user_id="u1")
+        with pytest.raises(MessageError, match=r"Delete\.user_id is required"):
+            events.delete(user_id=None)  # type: ignore[arg-type]
+        assert "unopened" in repr(events)
+    finally:
+        events.close()
+
+
+async def test_sync_delete_raises_a_refusal(fast: dict[str, Any]) -> None:
+    """A final status from the endpoint raises HTTPStatusError in the calling thread."""
+    async with LocalCollector(regulations_token=TOKEN) as collector:
+        options = {**_options(collector, fast), "regulations_token": "wrong"}
+
+        def refused() -> None:
+            with SyncClient("key", **options) as events:
+                events.delete(user_id="u1")
+
+        with pytest.raises(HTTPStatusError) as caught:
+            await asyncio.to_thread(refused)
+    assert caught.value.status_code == 401

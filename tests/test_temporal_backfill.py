@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import itertools
 import json
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,18 +19,23 @@ import pytest
 
 temporalio = pytest.importorskip("temporalio")
 
+from temporalio.api.enums.v1 import PendingActivityState  # noqa: E402
+from temporalio.api.workflow.v1 import PendingActivityInfo  # noqa: E402
 from temporalio.client import Client as TemporalClient  # noqa: E402
+from temporalio.client import WorkflowHandle  # noqa: E402
 from temporalio.testing import ActivityEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from htevents_async._collector import LocalCollector  # noqa: E402
 from htevents_async.integrations import temporal  # noqa: E402
+from htevents_async.integrations.temporal import Chunk  # noqa: E402
 from htevents_async.integrations.temporal._backfill import (  # noqa: E402
     Backfill,
     plan_chunks,
 )
 
 WRITE_KEY = "wk_backfill"
+PENDING_ACTIVITY_STATE_SCHEDULED = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
 
 
 def write_ndjson(path: Path, count: int) -> list[int]:
@@ -86,6 +93,31 @@ def test_plan_cuts_chunks_at_line_starts(tmp_path: Path) -> None:
         assert before.end == after.start
         assert data[after.start - 1 : after.start] == b"\n"
     assert len({c.fingerprint for c in chunks}) == 1
+
+
+def test_chunk_size_by_default_makes_enough_chunks_within_bounds() -> None:
+    """Without chunk_bytes, big inputs get DEFAULT_CHUNK_BYTES; smaller ones get smaller
+    chunks, MIN_CHUNKS of them, but never under MIN_CHUNK_BYTES."""
+    mib = 1024 * 1024
+    assert temporal.auto_chunk_bytes(20_000 * mib) == temporal.DEFAULT_CHUNK_BYTES
+    assert temporal.auto_chunk_bytes(temporal.MIN_CHUNKS * 3 * mib) == 3 * mib
+    assert temporal.auto_chunk_bytes(1000) == temporal.MIN_CHUNK_BYTES
+
+
+def test_plan_by_default_splits_into_auto_sized_chunks(tmp_path: Path) -> None:
+    """The planner applies auto_chunk_bytes to the files' total size."""
+    first, second = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    line = b'{"type":"track","userId":"u","event":"e"}\n'
+    first.write_bytes(line * (3 * 1024 * 1024 // len(line)))
+    second.write_bytes(line * (2 * 1024 * 1024 // len(line)))
+    chunks = plan_chunks(temporal.InputBackfill(files=[str(first), str(second)]))
+    # 5 MiB in all: 2 MiB chunks, each file cut on its own.
+    assert [(c.path, c.end - c.start > 0) for c in chunks] == [
+        (str(first), True),
+        (str(first), True),
+        (str(second), True),
+    ]
+    assert max(c.end - c.start for c in chunks) <= temporal.MIN_CHUNK_BYTES + len(line)
 
 
 async def test_backfill_imports_every_line_once_with_stable_ids(
@@ -154,20 +186,75 @@ async def test_import_resumes_from_the_heartbeat(tmp_path: Path) -> None:
     assert beats[-1]["offset"] == chunk.end
 
 
+async def _pending_imports(handle: WorkflowHandle[Any, Any]) -> dict[str, PendingActivityInfo]:
+    """The workflow's pending import activities, by activity id, as the server has them."""
+    described = await handle.describe()
+    return {
+        info.activity_id: info
+        for info in described.raw_description.pending_activities
+        if info.activity_type.name == "ActivityBackfillImport"
+    }
+
+
+async def _scheduled_chunks(
+    handle: WorkflowHandle[Any, Any], client: TemporalClient
+) -> dict[str, Chunk]:
+    """The chunk each import activity was given, read back from the workflow's history."""
+    chunks: dict[str, Chunk] = {}
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled = event.activity_task_scheduled_event_attributes
+            if scheduled.activity_type.name == "ActivityBackfillImport":
+                [chunk] = await client.data_converter.decode(
+                    scheduled.input.payloads, [temporal.Chunk]
+                )
+                chunks[scheduled.activity_id] = chunk
+    return chunks
+
+
+async def _worker_past_a_heartbeat(
+    handle: WorkflowHandle[Any, Any],
+    client: TemporalClient,
+    backfill: temporal.InputBackfill,
+    workers: list[asyncio.subprocess.Process],
+) -> asyncio.subprocess.Process:
+    """The first worker whose heartbeat, as the server has it, lies inside a chunk."""
+    starts = {chunk.start for chunk in plan_chunks(backfill)}
+    while True:
+        for info in (await _pending_imports(handle)).values():
+            details = await client.data_converter.decode(info.heartbeat_details.payloads)
+            if details and details[0]["offset"] not in starts:
+                # The SDK's default worker identity is "PID@host".
+                pid = int(info.last_worker_identity.split("@", 1)[0])
+                return next(process for process in workers if process.pid == pid)
+        await asyncio.sleep(0.1)
+
+
 async def test_backfill_survives_a_sigkilled_worker(
     tmp_path: Path, temporal_client: TemporalClient, temporal_address: str
 ) -> None:
-    """200,000 lines on two worker processes, one SIGKILLed mid-import: every line arrives,
-    and the copies sent twice are only lines its chunks read after their last heartbeat."""
+    """200,000 lines on two worker processes, one SIGKILLed mid-chunk: every line arrives,
+    and the lines sent twice are exactly those of its chunks that it had delivered at or
+    after the chunk's last heartbeat, so no more than it read past that heartbeat."""
     path = tmp_path / "history.ndjson"
     total = 200_000
+    offsets: list[int] = []
     with path.open("wb") as file:
         for n in range(total):
+            offsets.append(file.tell())
             file.write(
                 b'{"type":"track","userId":"u%d","event":"Imported","messageId":"m-%d"}\n'
                 % (n % 1000, n)
             )
     queue = f"backfill-{uuid.uuid4().hex}"
+    # A timed-out chunk waits this long before its next attempt: the window in which the
+    # test reads what the killed attempt had delivered, before anyone resends that chunk.
+    policy = dataclasses.replace(temporal.DEFAULT_IMPORT_POLICY, initial_interval=3.0)
+    backfill = temporal.InputBackfill(
+        files=[str(path)], chunk_bytes=1024 * 1024, heartbeat_timeout=5.0, policy=policy
+    )
+    # (last heartbeat as the server kept it, messageIds that had arrived) per killed chunk
+    killed: dict[str, tuple[dict[str, Any] | None, set[str]]] = {}
     async with LocalCollector(max_messages=3 * total, keep_duplicates=True) as collector:
         command = [
             sys.executable, "-c", "import sys; from htevents_async._cli import main; "
@@ -177,32 +264,72 @@ async def test_backfill_survives_a_sigkilled_worker(
         ]  # fmt: skip
         workers = [await asyncio.create_subprocess_exec(*command) for _ in range(2)]
         try:
-            backfill = temporal.InputBackfill(
-                files=[str(path)], chunk_bytes=1024 * 1024, heartbeat_timeout=5.0
-            )
             handle = await temporal_client.start_workflow(
                 temporal.WorkflowBackfill.run,
                 backfill,
                 id=f"bf-{uuid.uuid4().hex}",
                 task_queue=queue,
             )
-            await collector.wait_for(total // 5, timeout=120)
-            workers[0].kill()
-            await workers[0].wait()
+            victim = await _worker_past_a_heartbeat(handle, temporal_client, backfill, workers)
+            victim.kill()
+            await victim.wait()
+            held = {
+                activity_id
+                for activity_id, info in (await _pending_imports(handle)).items()
+                if info.last_worker_identity.startswith(f"{victim.pid}@")
+            }
+            assert held, "the killed worker held no chunk"
+            while len(killed) < len(held):
+                pending = await _pending_imports(handle)
+                for activity_id in held - killed.keys():
+                    info = pending[activity_id]
+                    if info.attempt < 2 or info.state != PENDING_ACTIVITY_STATE_SCHEDULED:
+                        continue
+                    # Timed out and not yet restarted: nobody sends this chunk's lines now.
+                    details = await temporal_client.data_converter.decode(
+                        info.heartbeat_details.payloads
+                    )
+                    arrived = {m["messageId"] for m in collector.messages("track")}
+                    again = (await _pending_imports(handle))[activity_id]
+                    assert again.state == PENDING_ACTIVITY_STATE_SCHEDULED, "restarted too soon"
+                    killed[activity_id] = (details[0] if details else None, arrived)
+                await asyncio.sleep(0.1)
             summary = await handle.result()
+            chunks = await _scheduled_chunks(handle, temporal_client)
         finally:
             for process in workers:
                 if process.returncode is None:
                     process.terminate()
                     await process.wait()
-        ids = [m["messageId"] for m in collector.messages("track")]
+        ids = Counter(m["messageId"] for m in collector.messages("track"))
     assert summary.accepted == summary.delivered == total
-    assert len(set(ids)) == total
-    duplicates = len(ids) - total
-    # A resumed chunk resends at most what it read past its last settled heartbeat: never
-    # more than the chunks the dead worker held, and here far less.
-    assert duplicates < total // 2
-    print(f"SIGKILL: {duplicates} duplicates of {total} lines, {summary.chunks} chunks")
+    assert len(ids) == total
+    assert max(ids.values()) == 2
+    duplicated = {message_id for message_id, copies in ids.items() if copies > 1}
+
+    expected: set[str] = set()
+    read_past_heartbeat = 0
+    mid_chunk = False
+    for activity_id, (heartbeat, arrived) in killed.items():
+        chunk = chunks[activity_id]
+        settled = chunk.start if heartbeat is None else heartbeat["offset"]
+        mid_chunk |= chunk.start < settled < chunk.end
+        first = bisect.bisect_left(offsets, settled)
+        last = bisect.bisect_left(offsets, chunk.end)
+        delivered_after = [n for n in range(first, last) if f"m-{n}" in arrived]
+        expected.update(f"m-{n}" for n in delivered_after)
+        if delivered_after:
+            # The worker had read at least up to the last line it delivered.
+            read_past_heartbeat += delivered_after[-1] + 1 - first
+    assert mid_chunk, "no killed chunk had heartbeated mid-chunk"
+    # Nothing below a heartbeat, nothing of the surviving worker's chunks, is sent twice;
+    # everything the killed attempts delivered past their heartbeats is.
+    assert duplicated == expected
+    assert len(duplicated) <= read_past_heartbeat
+    print(
+        f"SIGKILL: {len(duplicated)} duplicates of {total} lines; {len(killed)} chunks of "
+        f"{summary.chunks} resumed; {read_past_heartbeat} lines read past their heartbeats"
+    )
 
 
 async def test_import_command_runs_on_temporal(

@@ -50,7 +50,8 @@ def add_temporal_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="with --temporal: bytes per import activity (default: 16 MiB)",
+        help="with --temporal: bytes per import activity (default: 16 MiB, or less to make "
+        "64 chunks of a small file, never under 2 MiB)",
     )
 
 

@@ -42,11 +42,14 @@ from ._activities import Analytics as Analytics
 from ._activities import workflow_runner as workflow_runner
 from ._backfill_types import DEFAULT_CHUNK_BYTES as DEFAULT_CHUNK_BYTES
 from ._backfill_types import DEFAULT_IMPORT_POLICY as DEFAULT_IMPORT_POLICY
+from ._backfill_types import MIN_CHUNK_BYTES as MIN_CHUNK_BYTES
+from ._backfill_types import MIN_CHUNKS as MIN_CHUNKS
 from ._backfill_types import BackfillSummary as BackfillSummary
 from ._backfill_types import Chunk as Chunk
 from ._backfill_types import ChunkResult as ChunkResult
 from ._backfill_types import InputBackfill as InputBackfill
 from ._backfill_types import Rejected as Rejected
+from ._backfill_types import auto_chunk_bytes as auto_chunk_bytes
 from ._backfill_workflow import WorkflowBackfill as WorkflowBackfill
 from ._converter import data_converter as data_converter
 from ._inputs import DEFAULT_REQUEST_POLICY as DEFAULT_REQUEST_POLICY
@@ -84,6 +87,8 @@ __all__ = [
     "DEFAULT_IMPORT_POLICY",
     "DEFAULT_REQUEST_POLICY",
     "DEFAULT_VALIDATION_POLICY",
+    "MIN_CHUNKS",
+    "MIN_CHUNK_BYTES",
     "WORKER_CLIENT_DEFAULTS",
     "WORKFLOWS",
     "ActivityPolicy",
@@ -112,6 +117,7 @@ __all__ = [
     "WorkflowScreen",
     "WorkflowTrack",
     "alias",
+    "auto_chunk_bytes",
     "data_converter",
     "delete",
     "group",

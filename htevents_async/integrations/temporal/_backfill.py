@@ -32,6 +32,7 @@ from ._backfill_types import (
     ChunkResult,
     InputBackfill,
     Rejected,
+    auto_chunk_bytes,
 )
 
 __all__ = ["Backfill", "plan_chunks"]
@@ -63,18 +64,17 @@ def _line_start_at_or_after(file: Any, position: int) -> int:
 
 
 def plan_chunks(input: InputBackfill) -> list[Chunk]:
-    """Split every file into chunks of about ``chunk_bytes``, cut at line starts."""
-    if input.chunk_bytes < 1:
+    """Split every file into chunks of about ``chunk_bytes`` (by default
+    :func:`auto_chunk_bytes` of the files' total size), cut at line starts."""
+    if input.chunk_bytes is not None and input.chunk_bytes < 1:
         raise ValueError(f"InputBackfill.chunk_bytes must be >= 1, got {input.chunk_bytes}")
+    sizes = [os.path.getsize(path) for path in input.files]
+    step = input.chunk_bytes or auto_chunk_bytes(sum(sizes))
     chunks: list[Chunk] = []
-    for path in input.files:
-        size = os.path.getsize(path)
+    for path, size in zip(input.files, sizes, strict=True):
         fingerprint = _fingerprint(path, size)
         with open(path, "rb") as file:
-            cuts = sorted(
-                {_line_start_at_or_after(file, p) for p in range(0, size, input.chunk_bytes)}
-                | {size}
-            )
+            cuts = sorted({_line_start_at_or_after(file, p) for p in range(0, size, step)} | {size})
         chunks.extend(
             Chunk(
                 path=path,
