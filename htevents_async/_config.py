@@ -38,7 +38,17 @@ ENVELOPE_BYTES = 64
 def _default_host() -> str:
     # Read at each construction, not at import, so a process that sets HT_HOST before
     # building its client (a test harness, a container entrypoint) is honoured.
-    return os.environ.get(HOST_ENV) or DEFAULT_HOST
+    value = os.environ.get(HOST_ENV)
+    if not value:
+        return DEFAULT_HOST
+    problem = _host_problem(value)
+    if problem is not None:
+        # The user never passed host: name where the value came from.
+        raise ConfigError(
+            f"the {HOST_ENV} environment variable (the default Config.host) must be "
+            f"{problem}, got {value!r}"
+        )
+    return value
 
 
 def _seconds(value: float | dt.timedelta) -> float:
@@ -102,18 +112,26 @@ def _url_part(prefix: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     return check
 
 
-def _host(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _host_problem(value: Any) -> str | None:
+    """What a host value lacks, or None when it is a usable collector URL."""
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise _fail(attribute, "an http:// or https:// URL", value)
+        return "an http:// or https:// URL"
     # Parsed now, so a typo fails here, naming the option, not at every send.
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as exc:
-        raise _fail(attribute, f"a valid URL ({exc})", value) from None
+        return f"a valid URL ({exc})"
     if not url.host:
-        raise _fail(attribute, "a URL with a host name", value)
+        return "a URL with a host name"
     if url.query or url.fragment:
-        raise _fail(attribute, "a URL without a query or fragment", value)
+        return "a URL without a query or fragment"
+    return None
+
+
+def _host(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    problem = _host_problem(value)
+    if problem is not None:
+        raise _fail(attribute, problem, value)
 
 
 #: Each built-in protocol's batch path (the protocol modules own the rest).

@@ -17,6 +17,12 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
     return ("asyncio", {"debug": True})
 
 
+@pytest.fixture(autouse=True)
+def _no_ht_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's exported HT_HOST must not redirect the tests' clients."""
+    monkeypatch.delenv("HT_HOST", raising=False)
+
+
 @pytest.fixture
 async def collector() -> AsyncIterator[LocalCollector]:
     """The embedded local collector on a random free port of 127.0.0.1."""

@@ -87,6 +87,7 @@ def test_config_is_frozen() -> None:
 def test_ht_host_environment_variable_is_the_default_host(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """HT_HOST, when set and not empty, is the default host; an explicit host wins."""
     monkeypatch.setenv("HT_HOST", "http://127.0.0.1:9")
     assert Config().host == "http://127.0.0.1:9"
     assert Config(host="http://10.0.0.1:8787").host == "http://10.0.0.1:8787"
@@ -97,6 +98,7 @@ def test_ht_host_environment_variable_is_the_default_host(
 
 
 def test_a_bad_ht_host_raises_config_error_naming_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad HT_HOST fails at construction, naming the variable the user actually set."""
     monkeypatch.setenv("HT_HOST", "ftp://example.com")
-    with pytest.raises(ConfigError, match="host"):
+    with pytest.raises(ConfigError, match="HT_HOST environment variable"):
         Config()

@@ -188,3 +188,8 @@ def test_every_page_with_python_has_examples_here() -> None:
     for path in PAGES:
         fences = path.read_text().count("```python\n")
         assert len(_PAGES[path].code_indexes()) >= fences, path
+
+
+@pytest.fixture(autouse=True)
+def _no_ht_host() -> None:
+    """Overrides conftest's: the pages run with the HT_HOST this module sets."""

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         command.add_argument("directory", help="the spool directory (Config.spool)")
         command.add_argument(
             "--host",
-            default=os.environ.get("HT_HOST", DEFAULT_HOST),
+            default=os.environ.get("HT_HOST") or DEFAULT_HOST,
             help="collector scheme and authority (default: $HT_HOST, else Hightouch US)",
         )
         command.add_argument(
