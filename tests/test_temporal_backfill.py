@@ -455,3 +455,27 @@ async def test_import_command_runs_on_temporal(
     assert "lines read  503" in text
     assert "delivered   500" in text
     assert "rejected at byte" in text
+
+
+async def test_import_command_says_why_a_backfill_failed(
+    tmp_path: Path, temporal_client: TemporalClient, temporal_address: str
+) -> None:
+    """A backfill the plan refuses ends the command with exit code 1 and the reason, the
+    chunk size to use, on one line of stderr."""
+    path = tmp_path / "events.ndjson"
+    line = b'{"type":"track","userId":"u","event":"e"}\n'
+    path.write_bytes(line * (temporal.MAX_CHUNKS + 10))
+    async with LocalCollector() as collector, worker(temporal_client, collector.url) as queue:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; from htevents_async._cli import main; "
+            "sys.exit(main())", "import", str(path), "--temporal", temporal_address,
+            "--task-queue", queue, "--chunk-bytes", "1", "--no-progress",
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await process.communicate()
+    text = stderr.decode()
+    assert process.returncode == 1, text
+    assert (
+        "import: error: the backfill failed: ConfigError: InputBackfill.chunk_bytes=1 cuts" in text
+    )
+    assert "Traceback" not in text
