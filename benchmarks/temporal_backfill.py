@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +50,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from temporal_server import dev_server_process, temporal_binary  # noqa: E402
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+STOP_TIMEOUT = 30.0
+"""Seconds a worker or the collector has to exit after SIGTERM before SIGKILL: a worker
+finishes its activities and flushes its client within its shutdown timeout (5 s)."""
 _SIZE = re.compile(r"^(\d+)([kKmM]?)$")
 
 
@@ -99,10 +103,16 @@ class Worker:
             self.tail = [*self.tail[-11:], line]
 
     async def stop(self) -> None:
-        """SIGTERM by PID, then wait (the worker flushes its client and exits)."""
+        """SIGTERM by PID, then wait (the worker flushes its client and exits); SIGKILL
+        if it has not exited within :data:`STOP_TIMEOUT`."""
         if self.process.returncode is None:
             self.process.terminate()
-            await self.process.wait()
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
+            except asyncio.TimeoutError:  # not the builtin before Python 3.11
+                print(f"worker {self.process.pid} ignored SIGTERM: killed", flush=True)
+                self.process.kill()
+                await self.process.wait()
         await self._drain
 
 
@@ -342,7 +352,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     document["backfills"].append(run)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     document["per_chunk"] = per_chunk_cost(document["backfills"])
     return document
 

@@ -433,8 +433,11 @@ class Client:
         :class:`Delete` for the request). Without them it raises
         :class:`ConfigError`. It retries as batches do (``max_retries`` overrides the
         count), then raises :class:`HTTPStatusError` or :class:`RetriesExhaustedError`:
-        a deletion that did not happen must not pass unnoticed. With ``disable=True``
-        nothing is sent and the id is ``""``.
+        a deletion that did not happen must not pass unnoticed. The whole request,
+        retries included, has a deadline of ``max_retry_time`` plus the longest backoff
+        plus four times ``request_timeout``; past it the request is cancelled and
+        :class:`RetriesExhaustedError` says so. With ``disable=True`` nothing is sent
+        and the id is ``""``.
         """
         request = self._deletion(user_id, traits)
         self._start()

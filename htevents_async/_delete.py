@@ -38,6 +38,7 @@ __all__ = [
     "SUBJECT_TYPE",
     "Delete",
     "check_deletion_config",
+    "deletion_deadline",
     "request_deletion",
 ]
 
@@ -93,6 +94,21 @@ def check_deletion_config(config: Config) -> None:
     _endpoint(config)
 
 
+def deletion_deadline(config: Config) -> float:
+    """Seconds a deletion request may take in all, retries included.
+
+    The last attempt starts within ``max_retry_time`` plus the longest wait before a
+    retry, and httpx bounds each of its four phases (pool, connect, write, read) by
+    ``request_timeout``; a request within those bounds always ends before this deadline.
+    Only an answer that never ends (a body trickling in) reaches it.
+    """
+    return (
+        config.max_retry_time
+        + max(config.backoff_max, config.retry_after_max)
+        + 4 * config.request_timeout
+    )
+
+
 async def request_deletion(
     http: httpx.AsyncClient, config: Config, delete: Delete, *, max_retries: int | None = None
 ) -> str:
@@ -102,7 +118,8 @@ async def request_deletion(
     ``Retry-After``); ``max_retries`` overrides the count, ``0`` for one attempt (when
     something else, such as Temporal, owns the retries). Raises
     :class:`HTTPStatusError` for a final status and :class:`RetriesExhaustedError`
-    when every attempt failed with a retryable error.
+    when every attempt failed with a retryable error, or when the request passes
+    :func:`deletion_deadline` (it is then cancelled, and may or may not have been made).
     """
     url, token = _endpoint(config)
     policy = RetryPolicy(
@@ -116,29 +133,41 @@ async def request_deletion(
         "Authorization": f"Bearer {token}",
         "User-Agent": f"htevents-async/{__version__}",
     }
+    deadline = deletion_deadline(config)
     started = time.monotonic()
     attempt = 0
-    while True:
-        attempt += 1
-        retry_after: float | None = None
-        try:
-            response = await http.post(
-                url, json=delete.body(), headers=headers, timeout=config.request_timeout
-            )
-        except httpx.HTTPError as exc:
-            # The token is in the request headers only, never in the exception text.
-            error = f"{type(exc).__name__}: {exc}"
-        else:
-            if is_success(response.status_code):
-                return _regulation_id(response)
-            text = response.text[:200].replace(token, "[redacted]")
-            if not is_retryable_status(response.status_code):
-                raise HTTPStatusError(response.status_code, text)
-            error = f"HTTP {response.status_code}: {text}"
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-        if attempt > policy.max_retries or time.monotonic() - started >= policy.max_retry_time:
-            raise RetriesExhaustedError(attempt, error)
-        await anyio.sleep(policy.delay(attempt, retry_after))
+    error = "no attempt finished"
+    # httpx's timeouts apply per phase, so one attempt has no overall limit of its own;
+    # the deadline gives the whole request one, which callers waiting on another thread
+    # (SyncClient.delete) can wait for.
+    with anyio.move_on_after(deadline):
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = await http.post(
+                    url, json=delete.body(), headers=headers, timeout=config.request_timeout
+                )
+            except httpx.HTTPError as exc:
+                # The token is in the request headers only, never in the exception text.
+                error = f"{type(exc).__name__}: {exc}"
+            else:
+                if is_success(response.status_code):
+                    return _regulation_id(response)
+                text = response.text[:200].replace(token, "[redacted]")
+                if not is_retryable_status(response.status_code):
+                    raise HTTPStatusError(response.status_code, text)
+                error = f"HTTP {response.status_code}: {text}"
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if attempt > policy.max_retries or time.monotonic() - started >= policy.max_retry_time:
+                raise RetriesExhaustedError(attempt, error)
+            await anyio.sleep(policy.delay(attempt, retry_after))
+    raise RetriesExhaustedError(
+        attempt,
+        f"no answer within the deletion deadline of {deadline:g} s (max_retry_time, the "
+        "longest backoff and 4 x request_timeout); the request was cancelled and may or "
+        f"may not have reached the endpoint; last error: {error}",
+    )
 
 
 def _regulation_id(response: httpx.Response) -> str:

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Mapping
 from functools import partial
 from types import TracebackType
-from typing import Any, final
+from typing import Any, Final, final
 
 import httpx
 
@@ -17,6 +17,7 @@ from . import _frontend
 from ._batch import Entry
 from ._client import Client, _timeout_seconds
 from ._config import Config
+from ._delete import deletion_deadline
 from ._errors import ClientClosedError, ClientStateError, DeliveryError, QueueFullError
 from ._hooks import Callback
 from ._messages import Id, Message
@@ -25,6 +26,9 @@ from ._portal import Runtime
 from ._stats import Statistics
 
 __all__ = ["SyncClient"]
+
+_DELETE_MARGIN: Final = 1.0
+"""Seconds ``delete()`` waits past the request's own deadline for its answer."""
 
 # SyncClients alive in this process, so a forked child can reset them.
 _live: weakref.WeakSet[SyncClient] = weakref.WeakSet()
@@ -320,23 +324,20 @@ class SyncClient:
         (:class:`MessageError`, :class:`ConfigError`); the request then runs on the
         client's thread, and the calling thread waits for its answer. Its failures
         raise here as they do from :meth:`Client.delete` (:class:`HTTPStatusError`,
-        :class:`RetriesExhaustedError`). The wait is bounded by what the retries may
-        take (``max_retry_time``, the longest backoff, twice ``request_timeout``); past
-        it the request is cancelled and :class:`ClientStateError` says so, since the
-        deletion may or may not have been made.
+        :class:`RetriesExhaustedError`, also when the request passes its deadline:
+        ``max_retry_time``, the longest backoff and four times ``request_timeout``).
+        :class:`ClientStateError` means the client's thread did not answer at all by
+        then (a blocked event loop); the deletion may or may not have been made.
         """
         request = self._client._deletion(user_id, traits)
         runtime = self._running("delete") or self._start()
-        config = self._config
-        bound = (
-            config.max_retry_time
-            + max(config.backoff_max, config.retry_after_max)
-            + 2 * config.request_timeout
-        )
-        regulate_id = runtime.call(self._client._send_deletion, request, max_retries, timeout=bound)
+        # The request ends itself at its deadline; the margin lets that answer come back
+        # through a loop that is busy with batches at the time.
+        wait = deletion_deadline(self._config) + _DELETE_MARGIN
+        regulate_id = runtime.call(self._client._send_deletion, request, max_retries, timeout=wait)
         if regulate_id is None:
             raise ClientStateError(
-                f"delete() had no answer from the client's thread within {bound:g} s; the "
+                f"delete() had no answer from the client's thread within {wait:g} s; the "
                 "request was cancelled and may or may not have reached the endpoint"
             )
         return regulate_id

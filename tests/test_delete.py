@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from htevents_async import (
     Delete,
     HTTPStatusError,
     MessageError,
+    RetriesExhaustedError,
     SyncClient,
 )
 from htevents_async._collector import LocalCollector
@@ -211,6 +214,69 @@ def test_sync_delete_without_endpoint_raises_before_starting() -> None:
         assert "unopened" in repr(events)
     finally:
         events.close()
+
+
+@contextlib.asynccontextmanager
+async def trickling_endpoint() -> AsyncIterator[str]:
+    """An endpoint that answers 200 and then sends its body one byte every 0.1 s, so no
+    httpx timeout (each phase's, each read's) ever fires; yields its regulations URL."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        with contextlib.suppress(ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            while True:
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/regulations"
+    finally:
+        server.close()
+        for writer in writers:
+            writer.transport.abort()
+        await server.wait_closed()
+
+
+# Past the deadline within a second: max_retry_time 0, no backoff, 4 x 0.2 s.
+DEADLINE_OPTIONS: dict[str, Any] = {
+    "regulations_token": TOKEN,
+    "request_timeout": 0.2,
+    "max_retry_time": 0.0,
+    "backoff_max": 0.0,
+    "retry_after_max": 0.0,
+}
+
+
+async def test_delete_ends_at_its_deadline() -> None:
+    """A request that httpx's per-phase timeouts never end is cut at the deletion
+    deadline and raises RetriesExhaustedError saying so."""
+    async with (
+        trickling_endpoint() as url,
+        Client("key", host="http://127.0.0.1:9", regulations_url=url, **DEADLINE_OPTIONS) as client,
+    ):
+        with pytest.raises(RetriesExhaustedError, match=r"deletion deadline of 0\.8 s"):
+            await client.delete(user_id="u1")
+
+
+async def test_sync_delete_waits_for_the_deadline_then_raises_its_error() -> None:
+    """SyncClient.delete waits past the request's own deadline, so the caller gets the
+    request's RetriesExhaustedError, not a ClientStateError for a cut-off wait."""
+    async with trickling_endpoint() as url:
+
+        def trickled() -> None:
+            with SyncClient(
+                "key", host="http://127.0.0.1:9", regulations_url=url, **DEADLINE_OPTIONS
+            ) as events:
+                events.delete(user_id="u1")
+
+        with pytest.raises(RetriesExhaustedError, match="deletion deadline"):
+            await asyncio.to_thread(trickled)
 
 
 async def test_sync_delete_raises_a_refusal(fast: dict[str, Any]) -> None:

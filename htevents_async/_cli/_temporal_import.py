@@ -73,6 +73,7 @@ def run_on_temporal(args: argparse.Namespace) -> int:
         fail("import", f"{exc.name!r} is not installed: pip install 'htevents-async[temporal]'")
         return EXIT_FAILED
     from temporalio.client import Client as TemporalClient
+    from temporalio.client import WorkflowFailureError
 
     from ._progress import make_progress
 
@@ -118,6 +119,14 @@ def run_on_temporal(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         progress.close()
         fail("import", f"cannot run the backfill on {args.temporal}: {exc}")
+        return EXIT_FAILED
+    except WorkflowFailureError as exc:
+        progress.close()
+        # The reason is at the end of the chain: workflow, activity, application error.
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        fail("import", f"the backfill failed: {cause}")
         return EXIT_FAILED
     finally:
         progress.close()

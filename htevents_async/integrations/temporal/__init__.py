@@ -34,14 +34,19 @@ request activity with the worker's policies; the message id is fixed in the work
 every retry sends the same ``messageId``.
 
 ``WorkflowBackfill`` imports NDJSON files (``InputBackfill``) in byte-range chunks, one
-import activity per chunk on any worker, each resuming from its last heartbeat.
+import activity per chunk on any worker, each resuming from its last heartbeat; at most
+``chunks_in_flight`` chunks are scheduled at once, and one backfill takes at most
+:data:`MAX_CHUNKS` chunks.
 """
 
 from ._activities import WORKER_CLIENT_DEFAULTS as WORKER_CLIENT_DEFAULTS
 from ._activities import Analytics as Analytics
 from ._activities import workflow_runner as workflow_runner
 from ._backfill_types import DEFAULT_CHUNK_BYTES as DEFAULT_CHUNK_BYTES
+from ._backfill_types import DEFAULT_CHUNKS_IN_FLIGHT as DEFAULT_CHUNKS_IN_FLIGHT
 from ._backfill_types import DEFAULT_IMPORT_POLICY as DEFAULT_IMPORT_POLICY
+from ._backfill_types import MAX_CHUNKS as MAX_CHUNKS
+from ._backfill_types import MAX_CHUNKS_IN_FLIGHT as MAX_CHUNKS_IN_FLIGHT
 from ._backfill_types import MIN_CHUNK_BYTES as MIN_CHUNK_BYTES
 from ._backfill_types import MIN_CHUNKS as MIN_CHUNKS
 from ._backfill_types import BackfillSummary as BackfillSummary
@@ -83,10 +88,13 @@ from ._workflows import send as send
 from ._workflows import track as track
 
 __all__ = [
+    "DEFAULT_CHUNKS_IN_FLIGHT",
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_IMPORT_POLICY",
     "DEFAULT_REQUEST_POLICY",
     "DEFAULT_VALIDATION_POLICY",
+    "MAX_CHUNKS",
+    "MAX_CHUNKS_IN_FLIGHT",
     "MIN_CHUNKS",
     "MIN_CHUNK_BYTES",
     "WORKER_CLIENT_DEFAULTS",

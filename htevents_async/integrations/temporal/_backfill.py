@@ -21,12 +21,14 @@ from typing import Any, Final
 
 import attrs
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from ..._client import Client
-from ..._errors import DeliveryError
+from ..._errors import ConfigError, DeliveryError
 from ..._importer import ImportCounts, Rejection, import_ndjson
 from ..._messages import Message
 from ._backfill_types import (
+    MAX_CHUNKS,
     MAX_REJECTIONS,
     Chunk,
     ChunkResult,
@@ -65,11 +67,20 @@ def _line_start_at_or_after(file: Any, position: int) -> int:
 
 def plan_chunks(input: InputBackfill) -> list[Chunk]:
     """Split every file into chunks of about ``chunk_bytes`` (by default
-    :func:`auto_chunk_bytes` of the files' total size), cut at line starts."""
-    if input.chunk_bytes is not None and input.chunk_bytes < 1:
-        raise ValueError(f"InputBackfill.chunk_bytes must be >= 1, got {input.chunk_bytes}")
+    :func:`auto_chunk_bytes` of the files' total size), cut at line starts.
+
+    Raises :class:`ConfigError` when that makes more than :data:`MAX_CHUNKS` chunks,
+    more than one workflow's history holds.
+    """
     sizes = [os.path.getsize(path) for path in input.files]
-    step = input.chunk_bytes or auto_chunk_bytes(sum(sizes))
+    total = sum(sizes)
+    if len(input.files) > MAX_CHUNKS:
+        raise ConfigError(
+            f"InputBackfill.files names {len(input.files):,} files, each at least one chunk; "
+            f"one backfill takes at most {MAX_CHUNKS:,} chunks (Temporal's history limits): "
+            "split the files over several backfills"
+        )
+    step = input.chunk_bytes or auto_chunk_bytes(total, files=len(input.files))
     chunks: list[Chunk] = []
     for path, size in zip(input.files, sizes, strict=True):
         fingerprint = _fingerprint(path, size)
@@ -85,6 +96,13 @@ def plan_chunks(input: InputBackfill) -> list[Chunk]:
             )
             for start, end in itertools.pairwise(cuts)
             if end > start
+        )
+    if len(chunks) > MAX_CHUNKS:
+        least = -(-total // max(MAX_CHUNKS - len(input.files), 1))
+        raise ConfigError(
+            f"InputBackfill.chunk_bytes={step:,} cuts {total:,} bytes into {len(chunks):,} "
+            f"chunks; one backfill takes at most {MAX_CHUNKS:,} (Temporal's history limits): "
+            f"set chunk_bytes to {least:,} or more, or None to let the planner choose"
         )
     return chunks
 
@@ -189,8 +207,12 @@ class Backfill:
 
     @activity.defn(name="ActivityBackfillPlan")
     async def plan(self, input: InputBackfill) -> list[Chunk]:
-        """Split the files into chunks cut at line starts."""
-        return await asyncio.to_thread(plan_chunks, input)
+        """Split the files into chunks cut at line starts; too many chunks fail the
+        backfill at once (a non-retryable ``ConfigError``), since no retry would help."""
+        try:
+            return await asyncio.to_thread(plan_chunks, input)
+        except ConfigError as exc:
+            raise ApplicationError(str(exc), type="ConfigError", non_retryable=True) from None
 
     @activity.defn(name="ActivityBackfillImport")
     async def import_chunk(self, chunk: Chunk) -> ChunkResult:

@@ -8,11 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from ..._errors import ConfigError
 from ._inputs import ActivityPolicy
 
 __all__ = [
+    "DEFAULT_CHUNKS_IN_FLIGHT",
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_IMPORT_POLICY",
+    "MAX_CHUNKS",
+    "MAX_CHUNKS_IN_FLIGHT",
     "MAX_REJECTIONS",
     "MIN_CHUNKS",
     "MIN_CHUNK_BYTES",
@@ -27,8 +31,8 @@ __all__ = [
 DEFAULT_CHUNK_BYTES: Final = 16 * 1024 * 1024
 """The largest chunk the planner picks by itself: about 78,000 events of 214 bytes, some
 3 s of a worker's CPU, against Temporal's cost of about 17 ms of CPU per chunk (0.5 %).
-A 100-million-line file then makes about 1,300 chunks, well within what one workflow's
-history holds (51,200 events, 2 MB per payload)."""
+A 100-million-line file (about 21 GB) then makes about 1,300 chunks; inputs past
+:data:`MAX_CHUNKS` chunks of this size get larger chunks."""
 
 MIN_CHUNK_BYTES: Final = 2 * 1024 * 1024
 """The smallest chunk the planner picks by itself: Temporal's cost per chunk stays near
@@ -49,13 +53,39 @@ DEFAULT_IMPORT_POLICY: Final = ActivityPolicy(
 MAX_REJECTIONS: Final = 100
 """Rejected lines listed in a summary (all are counted)."""
 
+MAX_CHUNKS: Final = 2_000
+"""The most chunks one backfill takes. Temporal ends a workflow whose history passes
+51,200 events or 50 MB (``limit.historyCount.error``, ``limit.historySize.error``). A
+chunk adds up to six events (its activity's scheduled, started and completed, and a
+workflow task to handle the completion) and up to about 20 KB (a result listing
+:data:`MAX_REJECTIONS` rejected lines): 2,000 chunks stay under both, with room for the
+plan, whose list of chunks must also stay under the 2 MB payload limit."""
 
-def auto_chunk_bytes(total_bytes: int) -> int:
-    """The chunk size for files of ``total_bytes`` in all: :data:`DEFAULT_CHUNK_BYTES`,
-    or less so as to make :data:`MIN_CHUNKS` chunks, never less than
-    :data:`MIN_CHUNK_BYTES`."""
-    wanted = -(-total_bytes // MIN_CHUNKS)  # ceiling division
-    return min(DEFAULT_CHUNK_BYTES, max(MIN_CHUNK_BYTES, wanted))
+MAX_CHUNKS_IN_FLIGHT: Final = 2_000
+"""Temporal's default limit of pending activities per workflow
+(``limit.numPendingActivities.error``): past it the server refuses to schedule more, and
+the workflow stalls instead of failing."""
+
+DEFAULT_CHUNKS_IN_FLIGHT: Final = 500
+"""Import activities a backfill keeps scheduled at once: many more than workers take at
+a time (a worker runs up to 100 activities by default), well under
+:data:`MAX_CHUNKS_IN_FLIGHT`."""
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def auto_chunk_bytes(total_bytes: int, *, files: int = 1) -> int:
+    """The chunk size for ``files`` files of ``total_bytes`` in all:
+    :data:`DEFAULT_CHUNK_BYTES`, or less so as to make :data:`MIN_CHUNKS` chunks, never
+    less than :data:`MIN_CHUNK_BYTES`; and more when needed to keep to
+    :data:`MAX_CHUNKS` (each file's last chunk may be short, hence ``files``)."""
+    wanted = _ceil_div(total_bytes, MIN_CHUNKS)
+    size = min(DEFAULT_CHUNK_BYTES, max(MIN_CHUNK_BYTES, wanted))
+    # A file of s bytes cut every `size` bytes makes at most ceil(s / size) chunks, so
+    # the files make at most total_bytes / size + files.
+    return max(size, _ceil_div(total_bytes, max(MAX_CHUNKS - files, 1)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +103,19 @@ class InputBackfill:
     """Timeouts and retries of the import activities."""
     heartbeat_timeout: float = 30.0
     """Seconds without a heartbeat after which a chunk moves to another worker."""
+    chunks_in_flight: int = DEFAULT_CHUNKS_IN_FLIGHT
+    """Import activities scheduled at once; each further chunk is scheduled when one
+    finishes. At most :data:`MAX_CHUNKS_IN_FLIGHT`."""
+
+    def __post_init__(self) -> None:
+        """Check the sizes, so that a bad value fails here rather than in the workflow."""
+        if self.chunk_bytes is not None and self.chunk_bytes < 1:
+            raise ConfigError(f"InputBackfill.chunk_bytes must be >= 1, got {self.chunk_bytes}")
+        if not 1 <= self.chunks_in_flight <= MAX_CHUNKS_IN_FLIGHT:
+            raise ConfigError(
+                f"InputBackfill.chunks_in_flight must be between 1 and {MAX_CHUNKS_IN_FLIGHT} "
+                f"(Temporal's default limit of pending activities), got {self.chunks_in_flight}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,9 @@
 """``WorkflowBackfill``: NDJSON files imported in parallel chunks, across every worker.
 
 Workflow code only. One activity plans the chunks; then one import activity per chunk
-runs at once on whichever workers poll the task queue. A chunk whose worker dies is
-retried on another one after ``heartbeat_timeout``, from its last heartbeat.
+runs on whichever workers poll the task queue, ``chunks_in_flight`` of them scheduled at
+a time. A chunk whose worker dies is retried on another one after ``heartbeat_timeout``,
+from its last heartbeat.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class WorkflowBackfill:
 
     @workflow.run
     async def run(self, input: InputBackfill) -> BackfillSummary:
-        """Plan the chunks, import them all in parallel, return the summary."""
+        """Plan the chunks, import them in parallel, return the summary."""
         chunks: list[Chunk] = await workflow.execute_activity(
             "ActivityBackfillPlan",
             input,
@@ -46,13 +47,20 @@ class WorkflowBackfill:
         options = activity_options(input.policy)
         options["heartbeat_timeout"] = timedelta(seconds=input.heartbeat_timeout)
 
-        async def run_chunk(chunk: Chunk) -> None:
-            result: ChunkResult = await workflow.execute_activity(
-                "ActivityBackfillImport", chunk, result_type=ChunkResult, **options
-            )
-            summary.add(chunk, result)
+        # Temporal refuses to schedule past its limit of pending activities per workflow
+        # (2,000 by default) and the workflow would stall: a fixed number of lanes each
+        # take the next chunk when their last one is done. The shared iterator hands
+        # chunks out in plan order, so replays schedule them in the same order.
+        waiting = iter(chunks)
 
-        await asyncio.gather(*(run_chunk(chunk) for chunk in chunks))
+        async def lane() -> None:
+            for chunk in waiting:
+                result: ChunkResult = await workflow.execute_activity(
+                    "ActivityBackfillImport", chunk, result_type=ChunkResult, **options
+                )
+                summary.add(chunk, result)
+
+        await asyncio.gather(*(lane() for _ in range(min(input.chunks_in_flight, len(chunks)))))
         summary.rejections.sort(key=lambda r: (input.files.index(r.path), r.offset))
         return summary
 
