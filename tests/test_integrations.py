@@ -39,7 +39,7 @@ PUBLIC_NAMES = {
     "flask": {"Events", "get_client"},
     "celery": {"get_client", "install"},
     "arq": {"CTX_KEY", "get_client", "open_client", "shutdown", "startup"},
-    "taskiq": {"STATE_ATTRIBUTE", "Events", "get_client", "install"},
+    "taskiq": {"SHUTDOWN_TIMEOUT", "STATE_ATTRIBUTE", "Events", "get_client", "install"},
 }
 
 

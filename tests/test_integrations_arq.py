@@ -6,6 +6,7 @@ run in their own nox session (``nox -s arq``); elsewhere they skip.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 import pytest
@@ -67,3 +68,24 @@ async def test_sigterm_delivers_what_is_pending_before_the_worker_exits(
             assert collector.messages() == []
         assert process.returncode == 0
     assert by_order(collector.messages()) == expected_orders()
+
+
+async def test_on_shutdown_does_not_run_when_redis_is_gone_at_shutdown(
+    collector: LocalCollector,
+) -> None:
+    """arq's Worker.close() deletes its health-check key before on_shutdown, unguarded:
+    with Redis gone, the close fails there and the events in memory are lost. The arq
+    guide and integration docstring say so; this test tells when arq changes it."""
+    stderr: list[str] = []
+    env = {"HT_COLLECTOR": collector.url, "HT_FLUSH_INTERVAL": "3600"}
+    env["HT_WRITE_KEY"] = "example-key"
+    async with contextlib.AsyncExitStack() as redis:
+        broker = await redis.enter_async_context(redis_server())
+        async with worker(ARGV, {**env, "REDIS_URL": broker}, stderr=stderr, clean_exit=False):
+            await _charge_all(broker)
+            await redis.aclose()
+    (err,) = stderr
+    # The close failed on the key, so on_shutdown never ran: nothing reached the collector.
+    assert "self.pool.delete(self.health_check_key)" in err, err
+    assert "redis.exceptions.ConnectionError" in err, err
+    assert collector.messages() == []

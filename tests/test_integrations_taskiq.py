@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
+from faultserver import FaultServer, Hang
 from servers import redis_server
 from worker_support import ORDERS, by_order, expected_orders, worker
 
@@ -64,3 +66,21 @@ async def test_sigterm_delivers_what_is_pending_before_the_worker_exits(
             assert collector.messages() == []
         assert process.returncode == 0
     assert by_order(collector.messages()) == expected_orders()
+
+
+async def test_a_hung_collector_gets_a_close_that_ends_before_taskiq_cancels_it() -> None:
+    """With taskiq's and install()'s default timeouts, a collector that never answers makes
+    each worker's close give up and report its drops, rather than be cancelled mid-flush
+    by taskiq's --shutdown-timeout with nothing said."""
+    stderr: list[str] = []
+    async with redis_server() as broker, FaultServer(then=Hang()) as hung:
+        env = {"REDIS_URL": broker, "HT_COLLECTOR": hung.url, "HT_FLUSH_INTERVAL": "3600"}
+        env["HT_WRITE_KEY"] = "example-key"
+        async with worker(ARGV, env, stderr=stderr):
+            await _charge_all(broker)
+        assert hung.requests  # the close tried to deliver before giving up
+    (err,) = stderr
+    assert "Broker.shutdown cannot be completed" not in err, err
+    # One report per worker process that ran tasks (one may have run them all).
+    reports = re.findall(r"closed; 0 delivered, 0 failed, dropped \{'shutdown': (\d+)\}", err)
+    assert sum(int(n) for n in reports) == ORDERS, err

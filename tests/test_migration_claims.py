@@ -352,6 +352,9 @@ import htevents_async.testing
 
 recent = datetime.datetime.now()
 old = datetime.datetime(2020, 1, 1, 12, 0)
+# What datetime.utcnow() returns (deprecated since Python 3.12): UTC's wall clock, naive.
+utc_naive = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+times = (recent, old, utc_naive)
 out = {}
 for name, sdk in [
     ("segment", segment.analytics),
@@ -359,13 +362,13 @@ for name, sdk in [
     ("rudderstack", rudderstack.analytics),
 ]:
     client = sdk.Client("key", send=False)
-    out[name] = [client.track("u1", "e", timestamp=t)[1]["timestamp"] for t in (recent, old)]
-out["posthog"] = [guess_timezone(t).isoformat() for t in (recent, old)]
+    out[name] = [client.track("u1", "e", timestamp=t)[1]["timestamp"] for t in times]
+out["posthog"] = [guess_timezone(t).isoformat() for t in times]
 
 
 async def ours():
     async with htevents_async.testing.capture() as (client, captured):
-        for t in (recent, old):
+        for t in times:
             await client.track(user_id="u1", event="e", timestamp=t)
     return [m["timestamp"] for m in captured.messages()]
 
@@ -373,29 +376,59 @@ async def ours():
 out["ours"] = asyncio.run(ours())
 out["recent"] = recent.isoformat(timespec="milliseconds")
 out["recent_in_utc"] = recent.astimezone(datetime.timezone.utc).isoformat()
+out["utc_naive"] = utc_naive.isoformat(timespec="milliseconds")
 print(json.dumps(out))
 """
 
+_SEGMENT_DERIVED = ("segment", "hightouch", "rudderstack")
 
-async def test_a_naive_timestamp_is_local_time_when_recent_and_utc_otherwise(
-    tmp_path: Path,
-) -> None:
-    """The peers read a naive ``datetime`` within 5 s of now as local time; we read UTC."""
+
+async def _naive_timestamps(tmp_path: Path, zone: str) -> dict[str, Any]:
+    """What each SDK makes of naive timestamps, in a process whose local zone is ``zone``."""
     script = tmp_path / "naive_timestamps.py"
     script.write_text(_NAIVE_TIMESTAMPS)
-    # A zone five and a half hours from UTC, so local time and UTC cannot be confused.
-    env = environment({"TZ": "Asia/Kolkata"})
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), env=env, stdout=PIPE, stderr=PIPE
+        sys.executable, str(script), env=environment({"TZ": zone}), stdout=PIPE, stderr=PIPE
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
-    seen = json.loads(out)
-    for peer in ("segment", "hightouch", "rudderstack", "posthog"):
-        recent, old = seen[peer]
+    seen: dict[str, Any] = json.loads(out)
+    # Ours never guesses: naive means UTC, whatever the zone.
+    assert seen["ours"] == [
+        seen["recent"] + "Z",
+        "2020-01-01T12:00:00.000Z",
+        seen["utc_naive"] + "Z",
+    ]
+    return seen
+
+
+async def test_a_naive_timestamp_is_local_time_when_recent_and_utc_when_old(
+    tmp_path: Path,
+) -> None:
+    """The peers read a naive ``datetime`` from the last 5 s as local time, an old one as UTC;
+    we read UTC. East of UTC, ``utcnow()`` is in the past: UTC for every peer."""
+    # A zone five and a half hours ahead of UTC, so local time and UTC cannot be confused.
+    seen = await _naive_timestamps(tmp_path, "Asia/Kolkata")
+    for peer in (*_SEGMENT_DERIVED, "posthog"):
+        recent, old, utc_naive = seen[peer]
         if peer == "posthog":  # the same reading, then converted to UTC
             assert recent == seen["recent_in_utc"]
         else:
             assert recent.endswith("+05:30"), (peer, recent)
         assert re.fullmatch(r"2020-01-01T12:00:00(\.0+)?\+00:00", old), (peer, old)
-    assert seen["ours"] == [seen["recent"] + "Z", "2020-01-01T12:00:00.000Z"]
+        assert utc_naive.endswith("+00:00"), (peer, utc_naive)
+
+
+async def test_west_of_utc_the_segment_derived_peers_read_utcnow_as_local_time(
+    tmp_path: Path,
+) -> None:
+    """segment, hightouch and rudderstack take any naive ``datetime`` not older than 5 s,
+    future ones included, as local time: west of UTC, ``utcnow()`` is hours ahead of the
+    local clock and is stamped hours off. posthog takes only the last 5 s as local time."""
+    # Five hours behind UTC, with no daylight saving time to shift it.
+    seen = await _naive_timestamps(tmp_path, "America/Bogota")
+    for peer in _SEGMENT_DERIVED:
+        utc_naive = seen[peer][2]
+        assert utc_naive.endswith("-05:00"), (peer, utc_naive)
+        assert utc_naive.startswith(seen["utc_naive"][:16]), (peer, utc_naive)
+    assert seen["posthog"][2].endswith("+00:00"), seen["posthog"]

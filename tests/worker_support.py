@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import anyio
 from servers import environment
 
 ORDERS = 12
@@ -26,17 +29,50 @@ def expected_orders() -> list[str]:
 
 @contextlib.asynccontextmanager
 async def worker(
-    argv: Sequence[str], env: Mapping[str, str], *, timeout: float = 60.0
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    timeout: float = 60.0,
+    stderr: list[str] | None = None,
+    clean_exit: bool = True,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """Run ``python argv...`` until the block ends, then SIGTERM it and wait for a clean exit."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, *argv, env=environment(env), stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(process.communicate(), timeout)
-    assert process.returncode == 0, err.decode()
-    assert b"Traceback" not in err, err.decode()
+    """Run ``python argv...`` until the block ends, then SIGTERM it and wait for a clean exit.
+
+    The worker leads a process group of its own (taskiq's worker processes are its
+    children): if it has not exited ``timeout`` seconds after SIGTERM, the whole group is
+    killed and the test fails. The worker's stderr is appended to ``stderr`` when given.
+    With ``clean_exit=False`` the worker may exit with an error (but must exit).
+    """
+    # A file, not a pipe: nothing has to read it while the worker runs, and what the
+    # worker wrote survives a kill.
+    with tempfile.TemporaryFile() as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *argv,
+            env=environment(env),
+            stderr=log,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            with anyio.move_on_after(timeout) as waited:
+                await process.wait()
+            if waited.cancelled_caught:
+                # The group id is the worker's pid, still ours: it has not been reaped.
+                os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+            else:
+                # Children the worker left behind (it exited, they did not).
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            log.seek(0)
+            err = log.read().decode(errors="replace")
+            if stderr is not None:
+                stderr.append(err)
+        assert not waited.cancelled_caught, f"still running {timeout} s after SIGTERM:\n{err}"
+    if clean_exit:
+        assert process.returncode == 0, err
+        assert "Traceback" not in err, err

@@ -31,6 +31,12 @@ On SIGTERM or SIGINT arq cancels the jobs still running (after ``job_completion_
 seconds, when the settings give one), then runs ``on_shutdown``: :func:`shutdown`
 delivers every event recorded until then, within the client's ``shutdown_timeout``
 (5 seconds by default).
+
+arq runs ``on_shutdown`` only if Redis still answers: ``Worker.close()`` first deletes the
+worker's health-check key, and an error there ends the close before ``on_shutdown`` runs
+(arq 0.28). When Redis may be down as the worker stops, give the client a spool
+(``startup(write_key, spool=DIR)``): what the spool has committed is delivered by the
+next client on that directory instead of being lost.
 """
 
 from __future__ import annotations

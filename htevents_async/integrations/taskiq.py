@@ -10,7 +10,9 @@ your choice. In the module that makes the broker (run it with
 
     from htevents_async.integrations.taskiq import Events, install
 
-    broker = RedisStreamBroker(os.environ["REDIS_URL"])
+    # socket_timeout=None: with redis-py 8's default read timeout, a worker may never
+    # finish stopping on SIGTERM, and the SIGKILL that follows loses what is pending.
+    broker = RedisStreamBroker(os.environ["REDIS_URL"], socket_timeout=None)
     install(broker, os.environ["HT_WRITE_KEY"])
 
 
@@ -25,8 +27,14 @@ your choice. In the module that makes the broker (run it with
 * ``WORKER_SHUTDOWN``: the client closes, delivering what is pending within its
   ``shutdown_timeout``. On SIGTERM or SIGINT the worker stops taking tasks and lets the
   running ones finish (up to ``--wait-tasks-timeout``) before this event, so their events
-  are delivered too. taskiq gives the shutdown ``--shutdown-timeout`` seconds (5 by
-  default): keep the client's ``shutdown_timeout`` below it.
+  are delivered too.
+
+taskiq cancels the whole broker shutdown after ``--shutdown-timeout`` seconds (5 by
+default). A close cancelled there loses what is pending without reporting it, so the
+client's ``shutdown_timeout`` defaults to :data:`SHUTDOWN_TIMEOUT` (4 seconds) here,
+rather than ``Client``'s 5: it gives up first, and logs what it dropped. Passing
+``shutdown_timeout=`` (or a ``config``) overrides it; keep it below the worker's
+``--shutdown-timeout``, or raise that.
 
 Tasks reach the client with the :data:`Events` dependency (a parameter annotated
 ``events: Events``), or with :func:`get_client` and the state
@@ -43,10 +51,16 @@ from taskiq import AsyncBroker, TaskiqDepends, TaskiqEvents, TaskiqState
 from .._client import Client
 from .._config import Config
 
-__all__ = ["STATE_ATTRIBUTE", "Events", "get_client", "install"]
+__all__ = ["SHUTDOWN_TIMEOUT", "STATE_ATTRIBUTE", "Events", "get_client", "install"]
 
 STATE_ATTRIBUTE = "events"
 """The attribute of the broker's ``TaskiqState`` that holds the client: ``state.events``."""
+
+SHUTDOWN_TIMEOUT = 4.0
+"""The client's ``shutdown_timeout`` when :func:`install` is given neither
+``shutdown_timeout`` nor ``config``: below taskiq's default ``--shutdown-timeout`` (5 s),
+with room for the close's own last step (closing the connections) and the broker's other
+shutdown handlers."""
 
 
 def install(
@@ -60,8 +74,12 @@ def install(
     """Open a :class:`~htevents_async.Client` in every worker of ``broker``; close it at the end.
 
     Call it once, where the broker is made. The arguments after ``broker`` are those of
-    :class:`~htevents_async.Client`; they are checked when a worker starts.
+    :class:`~htevents_async.Client`; they are checked when a worker starts. Without
+    ``shutdown_timeout`` or ``config``, the client closes within :data:`SHUTDOWN_TIMEOUT`
+    seconds, before taskiq's ``--shutdown-timeout`` cancels the close.
     """
+    if config is None:
+        options.setdefault("shutdown_timeout", SHUTDOWN_TIMEOUT)
 
     async def open_client(state: TaskiqState) -> None:
         if state.get(STATE_ATTRIBUTE) is not None:
