@@ -22,6 +22,7 @@ nox.options.sessions = ["lint", "typing", "api", "build", "tests"]
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 # Every Python the package supports; the classifiers in pyproject.toml name the same.
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+VERSION_FILE = "htevents_async/_version.py"
 EXTRAS = ".[cli,fastapi,aiohttp,orjson,django,flask,celery,otel,temporal]"
 
 
@@ -221,8 +222,8 @@ def api(session: nox.Session) -> None:
     # django-stubs gives the Django integration's AppConfig base class a known type.
     session.install("griffe>=1.5", "basedpyright>=1.28", "django-stubs>=5", EXTRAS)
     baseline = session.posargs[0] if session.posargs else _last_release_tag(session)
-    version = _version_of(Path("htevents_async/_version.py").read_text())
-    allowed = _may_break(_version_of(baseline), version)
+    version = _version_of(Path(VERSION_FILE).read_text())
+    allowed = _may_break(_version_of(_git("show", f"{baseline}:{VERSION_FILE}")), version)
     session.log(
         f"Public API of {'.'.join(map(str, version))} against {baseline}: breaking changes "
         + (
@@ -267,8 +268,14 @@ def _last_release_tag(session: nox.Session) -> str:
     return done.stdout.strip()
 
 
+def _git(*args: str) -> str:
+    """What ``git ARGS`` printed, or "" if it failed."""
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    return done.stdout if done.returncode == 0 else ""
+
+
 def _version_of(text: str) -> tuple[int, ...]:
-    """The release numbers in a tag (``v0.1.0``) or in ``_version.py``'s source."""
+    """The release numbers in the source of ``_version.py``."""
     found = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
     return tuple(map(int, found.groups())) if found else ()
 
