@@ -249,28 +249,23 @@ def api(session: nox.Session) -> None:
 
 def _last_release_tag(session: nox.Session) -> str:
     """The newest ``vX.Y.Z`` tag reachable from HEAD, or a session error saying how to get one."""
-    try:
-        done = subprocess.run(
-            ["git", "describe", "--tags", "--abbrev=0", "--match", "v[0-9]*", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except FileNotFoundError:
-        session.error("git is not installed: the API check compares against a release tag")
-    if done.returncode != 0:
+    tag = _git("describe", "--tags", "--abbrev=0", "--match", "v[0-9]*", "HEAD").strip()
+    if not tag:
         session.error(
             "no release tag (vX.Y.Z) is reachable from HEAD, so there is no baseline to "
             "check the public API against. A shallow clone or one made without tags lacks "
             "them: run `git fetch --tags --unshallow` (or `git fetch --tags`), or name the "
-            f"baseline: `nox -s api -- v0.1.0`.\ngit said: {done.stderr.strip()}"
+            "baseline: `nox -s api -- v0.1.0`. (An unpacked sdist has no history to check.)"
         )
-    return done.stdout.strip()
+    return tag
 
 
 def _git(*args: str) -> str:
-    """What ``git ARGS`` printed, or "" if it failed."""
-    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    """What ``git ARGS`` printed, or "" if it failed or git is missing."""
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return ""
     return done.stdout if done.returncode == 0 else ""
 
 
