@@ -389,7 +389,7 @@ class CapturingTransport(httpx.AsyncBaseTransport):
         self._script: collections.deque[int | BaseException] = collections.deque(statuses)
         self._default_status = default_status
         #: What was recorded.
-        self.captured = captured if captured is not None else CapturedEvents()
+        self.captured: CapturedEvents = captured if captured is not None else CapturedEvents()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Decode and record ``request``; answer it with the next scripted status."""

@@ -128,7 +128,7 @@ class OdpProtocol:
 
     name = "odp"
     default_path = "/v3/events"
-    limits = Limits(message_bytes=32 * 1024, batch_bytes=500_000, batch_events=500)
+    limits: Limits = Limits(message_bytes=32 * 1024, batch_bytes=500_000, batch_events=500)
 
     def __repr__(self) -> str:
         return "<OdpProtocol>"
@@ -173,12 +173,15 @@ _ACTIONS = {"identify": "identified", "page": "pageview", "screen": "screenview"
 
 
 class _OdpEncoder:
+    """The ODP ``Encoder``: each message as one ``/v3/events`` event."""
+
     __slots__ = ("_max_bytes",)
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
 
     def encode(self, message: Message) -> tuple[str, str]:
+        """``(message_id, text)`` of ``message`` as an ODP event."""
         owner = type(message).__name__
         if isinstance(message, OdpEvent):
             return self._text(
@@ -222,6 +225,7 @@ class _OdpEncoder:
         return self._text(message.message_id, "fullstack", action, identifiers, data, owner)
 
     def encode_plain(self, type_name: str, fields: dict[str, Any], owner: str) -> tuple[str, str]:
+        """``(message_id, text)`` of a plain ``identify`` or ``track`` as an ODP event."""
         if type_name == "track":
             action = fields["event"]
             data = _check_data(owner, "properties", fields["properties"])

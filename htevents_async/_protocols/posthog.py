@@ -62,13 +62,15 @@ class PostHogProtocol:
 
     name = "posthog"
     default_path = "/batch/"
-    limits = Limits(message_bytes=900 * 1024, batch_bytes=5 * 1024 * 1024, batch_events=2_500)
+    limits: Limits = Limits(
+        message_bytes=900 * 1024, batch_bytes=5 * 1024 * 1024, batch_events=2_500
+    )
 
     def __init__(self, *, group_type: str = "company", historical_migration: bool = False) -> None:
         if not isinstance(group_type, str) or not group_type:
             raise ValueError(f"group_type must be a non-empty str, got {group_type!r}")
         self.group_type = group_type
-        self.historical_migration = bool(historical_migration)
+        self.historical_migration: bool = bool(historical_migration)
 
     def __repr__(self) -> str:
         return (
@@ -123,6 +125,8 @@ class PostHogProtocol:
 
 
 class _PostHogEncoder:
+    """The PostHog ``Encoder``: each message as one ``/batch/`` event."""
+
     __slots__ = ("_group_type", "_max_bytes")
 
     def __init__(self, group_type: str, max_bytes: int) -> None:
@@ -130,6 +134,7 @@ class _PostHogEncoder:
         self._max_bytes = max_bytes
 
     def encode(self, message: Message) -> tuple[str, str]:
+        """``(message_id, text)`` of ``message`` as a PostHog event."""
         owner = type(message).__name__
         message_id = message.message_id or new_message_id()
         if message.user_id is not None:
@@ -142,6 +147,7 @@ class _PostHogEncoder:
         return message_id, self._text(message_id, stamp_of(message), wire, owner)
 
     def encode_plain(self, type_name: str, fields: dict[str, Any], owner: str) -> tuple[str, str]:
+        """``(message_id, text)`` of a plain ``identify`` or ``track`` as a PostHog event."""
         message_id = new_message_id()
         distinct_id = fields["userId"]
         if type_name == "track":

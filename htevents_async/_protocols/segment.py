@@ -52,7 +52,7 @@ class SegmentProtocol:
 
     name = "segment"
     default_path = "/v1/batch"
-    limits = Limits(message_bytes=32 * 1024, batch_bytes=500_000, batch_events=2_500)
+    limits: Limits = Limits(message_bytes=32 * 1024, batch_bytes=500_000, batch_events=2_500)
 
     def __repr__(self) -> str:
         return "<SegmentProtocol>"

@@ -17,7 +17,7 @@ class HteventsConfig(AppConfig):  # type: ignore[misc]  # Django ships no type h
 
     name = "htevents_async.integrations.django"
     label = "htevents_async"
-    verbose_name = "htevents-async"
+    verbose_name: str = "htevents-async"
     default = True
 
     def ready(self) -> None:

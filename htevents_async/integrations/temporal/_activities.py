@@ -97,11 +97,11 @@ class Analytics:
         **client_options: Any,
     ) -> None:
         """Build the client and the activities; nothing connects until entered."""
-        self.config = config or Config()
+        self.config: Config = config or Config()
         """The policies the workflows of :attr:`task_queue` use."""
         self.task_queue = task_queue
         """The task queue the worker polls."""
-        self.client = Client(write_key, **{**WORKER_CLIENT_DEFAULTS, **client_options})
+        self.client: Client = Client(write_key, **{**WORKER_CLIENT_DEFAULTS, **client_options})
         """The client every request activity of this worker records through."""
         client_config: ClientConfig = self.client.config
         budget = client_config.max_retry_time + client_config.request_timeout

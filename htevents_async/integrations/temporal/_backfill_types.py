@@ -154,6 +154,16 @@ class ChunkResult:
     failed: int = 0
     rejections: list[Rejected] = field(default_factory=list)
 
+    def _add_counts(self, other: ChunkResult) -> None:
+        # Assigned here, in the class that declares them: an augmented assignment in a
+        # subclass reads to type checkers as a second, untyped declaration of the field.
+        self.lines += other.lines
+        self.accepted += other.accepted
+        self.rejected += other.rejected
+        self.blank += other.blank
+        self.delivered += other.delivered
+        self.failed += other.failed
+
 
 @dataclass(kw_only=True)
 class BackfillSummary(ChunkResult):
@@ -174,11 +184,6 @@ class BackfillSummary(ChunkResult):
         """Count a finished chunk."""
         self.chunks_done += 1
         self.bytes_done += chunk.end - chunk.start
-        self.lines += result.lines
-        self.accepted += result.accepted
-        self.rejected += result.rejected
-        self.blank += result.blank
-        self.delivered += result.delivered
-        self.failed += result.failed
+        self._add_counts(result)
         room = MAX_REJECTIONS - len(self.rejections)
         self.rejections.extend(sorted(result.rejections, key=lambda r: r.offset)[: max(room, 0)])

@@ -119,7 +119,7 @@ class _PayloadConverter(temporalio.converter.CompositePayloadConverter):
         )
 
 
-data_converter = dataclasses.replace(
+data_converter: temporalio.converter.DataConverter = dataclasses.replace(
     temporalio.converter.DataConverter.default, payload_converter_class=_PayloadConverter
 )
 """The data converter to give ``temporalio.client.Client.connect(data_converter=...)``

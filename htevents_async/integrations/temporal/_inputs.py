@@ -103,6 +103,8 @@ class Output:
 
 @dataclass(frozen=True, kw_only=True)
 class _Input:
+    """What every workflow input carries besides its message."""
+
     policies: Policies | None = None
     """Policies for this input alone; honoured only if ``Config.allow_policies_override``."""
     context: dict[str, Any] | None = None
