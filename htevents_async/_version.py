@@ -1,3 +1,3 @@
 """The distribution version, read by the build backend and sent as ``User-Agent``."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
