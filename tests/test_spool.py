@@ -158,7 +158,7 @@ async def test_final_status_moves_events_to_dead_letters(tmp_path: Path) -> None
     [path] = spool_files(tmp_path)
     conn = sqlite3.connect(path)
     rows = conn.execute("SELECT status, reason FROM dead_letters").fetchall()
-    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM groups").fetchone()[0] == 0
     conn.close()
     assert len(rows) == 5
     assert all(status == 400 and "bad batch" in reason for status, reason in rows)
