@@ -125,11 +125,14 @@ async def test_outage_past_retry_time_keeps_events_then_catches_up(tmp_path: Pat
         client = client_for(server.url, spool=str(tmp_path), max_queue_size=500, **SPOOL_FAST)
         async with client:
             ids = await record(client, 3000, "o")
-            # Past max_retry_time for some batch: it was kept on disk, not failed.
-            await eventually(lambda: client.statistics().attempts > 20, what="retries")
+            # Past max_retry_time for some batch: it was kept on disk, not failed (and
+            # probed again later: watched until the backoff outlasts a poll).
+            await eventually(
+                lambda: client.statistics().attempts > 20 and client.statistics().spooled > 0,
+                what="events kept on disk after their retries",
+            )
             stats = client.statistics()
             assert stats.failed == 0
-            assert stats.spooled > 0
             assert_accounted(stats)
             await server.up()
             assert await client.flush(timeout=30) == 0

@@ -123,8 +123,13 @@ def _copy(
                 shift = in_use - 1 - high
                 floor = low + shift
                 own.execute(
-                    "INSERT INTO main.groups (first, last, live, created, ends, body) "
-                    "SELECT first + ?1, last + ?1, live, created, ends, body FROM src.groups",
+                    "INSERT INTO main.groups (first, last, live, created) "
+                    "SELECT first + ?1, last + ?1, live, created FROM src.groups",
+                    (shift,),
+                )
+                own.execute(
+                    "INSERT INTO main.bodies (first, lengths, body) "
+                    "SELECT first + ?1, lengths, body FROM src.bodies",
                     (shift,),
                 )
                 own.execute(

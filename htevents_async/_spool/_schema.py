@@ -2,10 +2,12 @@
 
 Each process owns one file. Events are stored one row per commit group:
 
-* ``groups`` holds the events accepted between two commits, sequences ``first`` to
-  ``last`` (consecutive), as one text (``body``, the encoded events back to back)
-  with their end offsets (``ends``, little-endian 32-bit integers). ``live`` counts
-  the group's events not yet acknowledged; a group reaching 0 is deleted.
+* ``groups`` has a row for the events accepted between two commits, sequences
+  ``first`` to ``last`` (consecutive); ``live`` counts those not yet acknowledged,
+  and a group reaching 0 is deleted. Their text is in ``bodies`` under the same
+  ``first``: the encoded events back to back (``body``) and their lengths
+  (``lengths``, little-endian 32-bit integers). Apart, so that counting down
+  ``live`` never rewrites the text.
 * ``acks`` holds acknowledged sequence ranges (delivered, or moved to
   ``dead_letters``), only while a group they fall in still exists.
 
@@ -18,11 +20,10 @@ version 1 (one row per event) are upgraded in place by :func:`upgrade`.
 
 from __future__ import annotations
 
-import array
 import hashlib
 import itertools
 import sqlite3
-import sys
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
@@ -51,8 +52,15 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS {s}.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {s}.groups ("
     " first INTEGER PRIMARY KEY, last INTEGER NOT NULL, live INTEGER NOT NULL,"
-    " created REAL NOT NULL, ends BLOB NOT NULL, body TEXT NOT NULL)",
+    " created REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {s}.bodies ("
+    " first INTEGER PRIMARY KEY, lengths BLOB NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {s}.acks (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL)",
+    # A group with nothing left to deliver goes, text and all.
+    "CREATE TRIGGER IF NOT EXISTS {s}.group_done AFTER UPDATE OF live ON groups"
+    " WHEN new.live <= 0 BEGIN"
+    " DELETE FROM bodies WHERE first = new.first; DELETE FROM groups WHERE first = new.first;"
+    " END",
     "CREATE TABLE IF NOT EXISTS {s}.dead_letters ("
     " id INTEGER PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL,"
     " failed_at REAL NOT NULL, status INTEGER, reason TEXT NOT NULL)",
@@ -127,21 +135,19 @@ def read_fingerprint(conn: sqlite3.Connection) -> dict[str, str]:
 
 
 def pack(texts: Sequence[str]) -> tuple[bytes, str]:
-    """``(ends, body)`` of a group: the texts back to back, and where each one ends."""
-    ends = array.array("i", itertools.accumulate(map(len, texts)))
-    if sys.byteorder != "little":
-        ends.byteswap()
-    return ends.tobytes(), "".join(texts)
+    """``(lengths, body)`` of a group: the texts back to back, and each one's length."""
+    return struct.pack(f"<{len(texts)}i", *map(len, texts)), "".join(texts)
 
 
-def unpack(ends: bytes, body: str) -> list[str]:
+def unpack(lengths: bytes, body: str) -> list[str]:
     """The texts of a group, in sequence order."""
-    offsets = array.array("i")
-    offsets.frombytes(ends)
-    if sys.byteorder != "little":
-        offsets.byteswap()
-    starts = itertools.chain((0,), offsets)
-    return [body[start:end] for start, end in zip(starts, offsets, strict=False)]
+    ends = itertools.accumulate(struct.unpack(f"<{len(lengths) // 4}i", lengths))
+    texts = []
+    start = 0
+    for end in ends:
+        texts.append(body[start:end])
+        start = end
+    return texts
 
 
 def subtract(
@@ -172,10 +178,11 @@ def waiting_spans(conn: sqlite3.Connection, schema: str = "main") -> list[tuple[
 def waiting_events(conn: sqlite3.Connection) -> Iterator[tuple[int, str, float]]:
     """``(seq, text, created)`` of every event of a (format 2) file not yet acknowledged."""
     acked = conn.execute("SELECT lo, hi FROM acks ORDER BY lo").fetchall()
-    for first, last, created, ends, body in conn.execute(
-        "SELECT first, last, created, ends, body FROM groups ORDER BY first"
+    for first, last, created, lengths, body in conn.execute(
+        "SELECT first, last, created, lengths, body FROM groups JOIN bodies USING (first) "
+        "ORDER BY first"
     ).fetchall():
-        texts = unpack(ends, body)
+        texts = unpack(lengths, body)
         for lo, hi in subtract([(first, last)], acked):
             for seq in range(lo, hi + 1):
                 yield seq, texts[seq - first], created
@@ -202,11 +209,14 @@ def append_group(
         f" COALESCE((SELECT MAX(hi) FROM {schema}.acks), 0))"
     ).fetchone()[0]
     first, last = top + 1, top + len(texts)
-    ends, body = pack(texts)
+    lengths, body = pack(texts)
     conn.execute(
-        f"INSERT INTO {schema}.groups (first, last, live, created, ends, body) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (first, last, len(texts), created, ends, body),
+        f"INSERT INTO {schema}.groups (first, last, live, created) VALUES (?, ?, ?, ?)",
+        (first, last, len(texts), created),
+    )
+    conn.execute(
+        f"INSERT INTO {schema}.bodies (first, lengths, body) VALUES (?, ?, ?)",
+        (first, lengths, body),
     )
     return first, last
 

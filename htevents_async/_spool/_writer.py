@@ -2,11 +2,14 @@
 
 Concurrency invariants:
 
-* The loop only appends to the pending texts, acknowledgements and operations,
-  under ``_lock``; the thread swaps them out whole under the same lock. Nothing
-  else is shared, so the loop never waits on disk I/O, only on that short lock.
-* Sequences are consecutive: the texts pending are those of sequences
-  ``_written + 1`` to ``_last_seq``, and become one ``groups`` row.
+* The loop appends each accepted event's text to ``_texts`` (a deque: appends
+  and pops are atomic) and then sets ``_last_seq``; the thread reads
+  ``_last_seq`` and pops exactly the texts up to it, so an accepted event costs
+  the loop no lock. Acknowledgements and operations (per batch, not per event)
+  are appended under ``_lock``, and the thread swaps them out whole under it.
+  Nothing else is shared, so the loop never waits on disk I/O.
+* Sequences are consecutive: the texts taken are those of sequences
+  ``_written + 1`` to ``hwm``, and become one group.
 * One group is one transaction, applied in this order: the new group,
   acknowledgements, then operations in the order they were submitted. Every
   acknowledgement or operation names events accepted before it, so it never
@@ -20,6 +23,7 @@ Concurrency invariants:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import sqlite3
 import threading
@@ -50,9 +54,9 @@ _OVERLAPPING = (
 _TAKE = (
     f"UPDATE groups SET live = live - (MIN(last, :hi) - MAX(first, :lo) + 1) WHERE {_OVERLAPPING}"
 )
-_DROP_DONE = f"DELETE FROM groups WHERE {_OVERLAPPING} AND live <= 0"
 _GROUP_OF = (
-    "SELECT first, last, ends, body FROM groups WHERE first <= ? ORDER BY first DESC LIMIT 1"
+    "SELECT first, last, lengths, body FROM groups JOIN bodies USING (first) "
+    "WHERE first = (SELECT MAX(first) FROM groups WHERE first <= ?)"
 )
 
 
@@ -98,14 +102,12 @@ def _outside(ranges: Sequence[tuple[int, int]], lo: int, hi: int) -> list[tuple[
 
 
 def acknowledge(conn: sqlite3.Connection, ranges: Sequence[tuple[int, int]]) -> None:
-    """Record ``ranges`` as done: the acks rows, the groups' live counts, and the groups
-    left with none deleted."""
+    """Record ``ranges`` as done: the acks rows and the groups' live counts (a trigger
+    deletes the groups left with none)."""
     if not ranges:
         return
     conn.executemany("INSERT INTO acks (lo, hi) VALUES (?, ?)", ranges)
-    params = [{"lo": lo, "hi": hi} for lo, hi in ranges]
-    conn.executemany(_TAKE, params)
-    conn.executemany(_DROP_DONE, params)
+    conn.executemany(_TAKE, [{"lo": lo, "hi": hi} for lo, hi in ranges])
 
 
 class WriterSink(Protocol):
@@ -158,7 +160,7 @@ class Writer:
         self._sink = sink
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._texts: list[str] = []
+        self._texts: collections.deque[str] = collections.deque()
         self._acks: list[list[int]] = []
         self._ops: list[tuple[Op, asyncio.Future[Any]]] = []
         self._last_seq = 0
@@ -179,12 +181,11 @@ class Writer:
 
     def insert(self, seq: int, text: str) -> None:
         """Queue the event of sequence ``seq`` (the next one) for the next group."""
-        with self._lock:
-            texts = self._texts
-            if not texts:
-                self._wake.set()
-            texts.append(text)
-            self._last_seq = seq
+        texts = self._texts
+        if not texts:
+            self._wake.set()
+        texts.append(text)
+        self._last_seq = seq
 
     def acknowledge(self, seqs: list[int]) -> None:
         """Forget delivered events (a group done before it is written is never written)."""
@@ -241,26 +242,34 @@ class Writer:
         self._post(self._sink.scanned)
         next_scan = time.monotonic() + ADOPT_INTERVAL
         while True:
-            self._wake.wait(max(next_scan - time.monotonic(), 0.0))
+            # Cleared before looking, so a wake-up given after the look is not lost.
+            self._wake.clear()
+            if not self._pending():
+                self._wake.wait(max(next_scan - time.monotonic(), 0.0))
             if time.monotonic() >= next_scan:
                 self._adopt()
                 next_scan = time.monotonic() + ADOPT_INTERVAL
-            if not self._wake.is_set():
+            if not self._pending():
                 continue
             if self._interval and self._stop is None:
                 # Let a group gather: one commit (and fsync) for all of it.
                 time.sleep(self._interval)
+            hwm = self._last_seq
+            popleft = self._texts.popleft
+            texts = [popleft() for _ in range(hwm - self._written)]
             with self._lock:
-                texts, self._texts = self._texts, []
                 acks, self._acks = self._acks, []
                 ops, self._ops = self._ops, []
-                hwm = self._last_seq
                 stop = self._stop
-                self._wake.clear()
             self._apply(texts, acks, ops, hwm)
             if stop is not None:
                 self._close(stop)
                 return
+
+    def _pending(self) -> bool:
+        return bool(
+            self._last_seq != self._written or self._acks or self._ops or self._stop is not None
+        )
 
     def _adopt(self) -> None:
         if self._conn is None:
@@ -300,11 +309,14 @@ class Writer:
             if texts:
                 covered = _covered(ranges, first, hwm)
                 if covered < len(texts):
-                    ends, body = pack(texts)
+                    lengths, body = pack(texts)
                     conn.execute(
-                        "INSERT INTO groups (first, last, live, created, ends, body) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (first, hwm, len(texts) - covered, time.time(), ends, body),
+                        "INSERT INTO groups (first, last, live, created) VALUES (?, ?, ?, ?)",
+                        (first, hwm, len(texts) - covered, time.time()),
+                    )
+                    conn.execute(
+                        "INSERT INTO bodies (first, lengths, body) VALUES (?, ?, ?)",
+                        (first, lengths, body),
                     )
                     inserted = len(texts)
                 else:
@@ -321,10 +333,9 @@ class Writer:
             if ranges or ops:
                 self._sweep(conn)
             conn.execute("COMMIT")
-            pages, free = (
-                conn.execute("PRAGMA page_count").fetchone()[0],
-                conn.execute("PRAGMA freelist_count").fetchone()[0],
-            )
+            pages, free = conn.execute(
+                "SELECT * FROM pragma_page_count(), pragma_freelist_count()"
+            ).fetchone()
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
@@ -342,11 +353,9 @@ class Writer:
         """Drop acknowledgement ranges no group needs any more: those below every group at
         each commit, and every one outside all groups now and then."""
         self._commits += 1
-        low = conn.execute("SELECT MIN(first) FROM groups").fetchone()[0]
-        if low is None:
-            conn.execute("DELETE FROM acks")
-            return
-        conn.execute("DELETE FROM acks WHERE lo < ? AND hi < ?", (low, low))
+        conn.execute(
+            "DELETE FROM acks WHERE hi < COALESCE((SELECT MIN(first) FROM groups), 1 << 62)"
+        )
         if self._commits % _SWEEP_EVERY == 0:
             conn.execute(
                 "DELETE FROM acks WHERE NOT EXISTS (SELECT 1 FROM groups WHERE first = "
