@@ -30,7 +30,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, Literal, final
+from typing import Any, Literal, cast, final
 
 from .._batch import Entry
 from .._errors import (
@@ -222,7 +222,9 @@ class SqliteStore:
         """Delivered: acknowledge the sequences. A final status: dead letters. Retries
         spent: back to disk, tried again after a capped backoff."""
         pop = self._ids.pop
-        seqs = [seq for seq in [pop(id(entry), None) for entry in batch] if seq is not None]
+        found = [pop(id(entry), None) for entry in batch]
+        # None only for events accepted after the file broke.
+        seqs = [s for s in found if s is not None] if None in found else cast(list[int], found)
         if error is None or isinstance(error, HTTPStatusError):
             # The collector answers again: what waits out a backoff goes now.
             self._end_outage()

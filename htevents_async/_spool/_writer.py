@@ -2,12 +2,15 @@
 
 Concurrency invariants:
 
-* The loop appends each accepted event's text to ``_texts`` (a deque: appends
-  and pops are atomic) and then sets ``_last_seq``; the thread reads
-  ``_last_seq`` and pops exactly the texts up to it, so an accepted event costs
-  the loop no lock. Acknowledgements and operations (per batch, not per event)
-  are appended under ``_lock``, and the thread swaps them out whole under it.
-  Nothing else is shared, so the loop never waits on disk I/O.
+* The loop appends to three deques (appends and pops are atomic): each accepted
+  event's text to ``_texts``, after which it sets ``_last_seq``; delivered
+  sequences to ``_acks``; operations to ``_ops``. The thread takes the
+  operations and acknowledgements first, then reads ``_last_seq`` and pops
+  exactly the texts up to it: whatever it took names only sequences up to that
+  ``hwm``. No lock is shared, so the loop never waits on the thread, let alone
+  on disk I/O. It sets ``_wake`` only while the thread is idle (``_idle``);
+  the thread clears it and sets ``_idle`` before it looks for work, so a
+  wake-up is never lost.
 * Sequences are consecutive: the texts taken are those of sequences
   ``_written + 1`` to ``hwm``, and become one group.
 * One group is one transaction, applied in this order: the new group,
@@ -29,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from .._logging import logger
 from ._adopt import AdoptReport, adopt_all, remove
@@ -37,6 +40,8 @@ from ._locks import FileLock
 from ._schema import connect, initialise, pack, unpack
 
 __all__ = ["Op", "Writer", "WriterSink", "merge"]
+
+T = TypeVar("T")
 
 #: Work done in the writer's transaction; its result goes back to the loop.
 Op = Callable[[sqlite3.Connection], Any]
@@ -128,6 +133,11 @@ class WriterSink(Protocol):
         """The first scan for dead processes' files is over (what it found was reported)."""
 
 
+def _take(items: collections.deque[T], count: int) -> list[T]:
+    popleft = items.popleft
+    return [popleft() for _ in range(count)]
+
+
 def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():
         return
@@ -158,11 +168,11 @@ class Writer:
         self._interval = interval
         self._loop = loop
         self._sink = sink
-        self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._idle = False
         self._texts: collections.deque[str] = collections.deque()
-        self._acks: list[list[int]] = []
-        self._ops: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._acks: collections.deque[list[int]] = collections.deque()
+        self._ops: collections.deque[tuple[Op, asyncio.Future[Any]]] = collections.deque()
         self._last_seq = 0
         self._written = 0
         # Adopted events are numbered below every sequence this file ever used.
@@ -181,25 +191,28 @@ class Writer:
 
     def insert(self, seq: int, text: str) -> None:
         """Queue the event of sequence ``seq`` (the next one) for the next group."""
-        texts = self._texts
-        if not texts:
-            self._wake.set()
-        texts.append(text)
+        self._texts.append(text)
         self._last_seq = seq
+        if self._idle:
+            self._rouse()
 
     def acknowledge(self, seqs: list[int]) -> None:
         """Forget delivered events (a group done before it is written is never written)."""
-        with self._lock:
-            self._acks.append(seqs)
-            self._wake.set()
+        self._acks.append(seqs)
+        if self._idle:
+            self._rouse()
 
     def submit(self, op: Op) -> asyncio.Future[Any]:
         """Run ``op`` in the next group's transaction; the future gets its result."""
         future: asyncio.Future[Any] = self._loop.create_future()
-        with self._lock:
-            self._ops.append((op, future))
-            self._wake.set()
+        self._ops.append((op, future))
+        if self._idle:
+            self._rouse()
         return future
+
+    def _rouse(self) -> None:
+        self._idle = False
+        self._wake.set()
 
     def read(self, spans: list[tuple[int, int]]) -> asyncio.Future[Any]:
         """The ``(seq, text)`` of every event in ``spans`` (waiting events, in order), and
@@ -209,11 +222,10 @@ class Writer:
     def stop(self) -> asyncio.Future[None]:
         """Commit what is pending, close the file (removing it if nothing is left in it),
         release the lock and end the thread."""
-        with self._lock:
-            if self._stop is None:
-                self._stop = self._loop.create_future()
-            self._wake.set()
-            return self._stop
+        if self._stop is None:
+            self._stop = self._loop.create_future()
+        self._rouse()
+        return self._stop
 
     def abandon(self) -> None:
         """In a forked child: the thread does not exist here, and the connection must
@@ -242,10 +254,12 @@ class Writer:
         self._post(self._sink.scanned)
         next_scan = time.monotonic() + ADOPT_INTERVAL
         while True:
-            # Cleared before looking, so a wake-up given after the look is not lost.
+            # Cleared and idle before looking, so work added after the look wakes us.
             self._wake.clear()
+            self._idle = True
             if not self._pending():
                 self._wake.wait(max(next_scan - time.monotonic(), 0.0))
+            self._idle = False
             if time.monotonic() >= next_scan:
                 self._adopt()
                 next_scan = time.monotonic() + ADOPT_INTERVAL
@@ -254,13 +268,12 @@ class Writer:
             if self._interval and self._stop is None:
                 # Let a group gather: one commit (and fsync) for all of it.
                 time.sleep(self._interval)
+            # In this order: what is taken names no sequence past hwm (see above).
+            stop = self._stop
+            ops = _take(self._ops, len(self._ops))
+            acks = _take(self._acks, len(self._acks))
             hwm = self._last_seq
-            popleft = self._texts.popleft
-            texts = [popleft() for _ in range(hwm - self._written)]
-            with self._lock:
-                acks, self._acks = self._acks, []
-                ops, self._ops = self._ops, []
-                stop = self._stop
+            texts = _take(self._texts, hwm - self._written)
             self._apply(texts, acks, ops, hwm)
             if stop is not None:
                 self._close(stop)
