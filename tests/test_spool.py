@@ -24,7 +24,7 @@ from support import (
 from htevents_async import Client, ConfigError, SyncClient
 from htevents_async._spool import SqliteStore
 from htevents_async._spool._locks import lock_path, try_lock
-from htevents_async._spool._schema import FORMAT_VERSION
+from htevents_async._spool._schema import FORMAT_VERSION, fingerprint
 
 SPOOL_FAST = {**FAST, "max_retry_time": 0.2}
 
@@ -316,3 +316,59 @@ async def test_sync_client_commits_to_the_spool(tmp_path: Path) -> None:
         async with survivor:
             assert await survivor.flush(timeout=10) == 0
         assert sorted(server.delivered_ids()) == sorted(ids)
+
+
+# The first released format: one row per event (what a 0.1.0 process leaves behind).
+FORMAT_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY, body TEXT NOT NULL,
+    created REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+    attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0,
+    lease INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX events_waiting ON events (not_before, seq) WHERE lease = 0;
+CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL,
+    failed_at REAL NOT NULL, status INTEGER, reason TEXT NOT NULL
+);
+PRAGMA user_version = 1;
+"""
+
+
+async def test_files_of_the_first_format_are_adopted(tmp_path: Path) -> None:
+    """A file left by a process of the previous format (one row per event, with gaps in
+    its sequences) is regrouped and delivered, each event once; its dead letters are kept."""
+    async with FaultServer() as server:
+        client = client_for(server.url, spool=str(tmp_path))
+        old = sqlite3.connect(tmp_path / "spool-old-1-abcd.db")
+        old.executescript(FORMAT_1)
+        old.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            fingerprint("segment", client.config.url, WRITE_KEY).items(),
+        )
+        texts = [
+            f'{{"type":"track","messageId":"v1-{i}","userId":"u","event":"e"}}' for i in range(2500)
+        ]
+        # Every third row delivered (deleted) before the process died.
+        kept = [(seq, text) for seq, text in enumerate(texts, 1) if seq % 3]
+        old.executemany("INSERT INTO events (seq, body, lease) VALUES (?, ?, 1)", kept)
+        old.execute(
+            "INSERT INTO dead_letters (body, created, failed_at, status, reason) "
+            "VALUES (?, 1.0, 2.0, 400, 'bad')",
+            (texts[0],),
+        )
+        old.commit()
+        old.close()
+        async with client:
+            assert await client.flush(timeout=10) == 0
+            stats = client.statistics()
+        delivered = server.delivered_ids()
+    assert sorted(delivered) == sorted(f"v1-{seq - 1}" for seq, _ in kept)
+    assert stats.recovered == len(kept)
+    assert_accounted(stats)
+    [path] = spool_files(tmp_path)  # ours, kept for its dead letter
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT status, reason FROM dead_letters").fetchall() == [(400, "bad")]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
+    conn.close()
