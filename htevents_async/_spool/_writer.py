@@ -400,6 +400,8 @@ class Writer:
                 top = min(hi, last)
                 chosen = texts[seq - first : top - first + 1]
                 found.extend(zip(range(seq, top + 1), chosen, strict=True))
+                if top == last:
+                    self._cached = None  # read to its end: not kept in memory
                 seq = top + 1
         return found, missing
 
