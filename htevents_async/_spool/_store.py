@@ -55,13 +55,17 @@ PAGE = 2_000
 RETRY_CAP = 300.0
 #: How often the refill looks again while the queue has no room.
 POLL = 0.005
-#: Bytes of events handed to the writer and not yet committed past which a producer
-#: waits for its next commit: their text stays in memory until then.
+#: Bytes of disk-only events handed to the writer and not yet committed past which a
+#: producer waits for its next commit: until then the writer is all that holds their
+#: text. (Events in the queue cost nothing more while they wait for the writer.)
 LAG_LIMIT = 4 << 20
+#: The same for every event handed over, queued or not: a stalled disk must not keep
+#: the text of events long delivered.
+LAG_TOTAL = 32 << 20
 #: Longest such a wait.
 LAG_WAIT = 1.0
-#: Past this many such bytes (a stalled disk), an event the queue has no room for
-#: meets ``overflow`` instead of waiting in memory for the writer.
+#: Past this many bytes of disk-only events not yet committed (a stalled disk), an
+#: event the queue has no room for meets ``overflow`` instead of waiting in memory.
 LAG_HARD = 4 * LAG_LIMIT
 
 
@@ -125,8 +129,11 @@ class SqliteStore:
         self._callbacks: dict[int, Callable[[DeliveryError | None], object]] = {}
         self._hwm = 0
         self._used = 0
-        # Bytes of text handed to the writer and not yet committed (or skipped).
+        # Bytes of text handed to the writer and not yet committed (or skipped), of all
+        # events and of disk-only ones; the latter's (sequence, bytes), in order.
         self._handed = 0
+        self._handed_disk = 0
+        self._disk_lag: collections.deque[tuple[int, int]] = collections.deque()
         self._broken = False
         # Disk-only events, as runs of sequences: ready now (a heap by ``lo``; ``_tail``
         # is the run new ones extend), and waiting out a backoff (by time, then ``lo``).
@@ -177,11 +184,14 @@ class SqliteStore:
                 self._handed += len(entry[0])
             return True
         handed = self._handed
-        if self._broken or handed >= LAG_HARD or self._used + handed >= self._max_bytes:
+        if self._broken or self._handed_disk >= LAG_HARD or self._used + handed >= self._max_bytes:
             return False
         seq = self._seq = self._seq + 1
+        size = len(entry[0])
         self._writer.insert(seq, entry[0])
-        self._handed = handed + len(entry[0])
+        self._handed = handed + size
+        self._handed_disk += size
+        self._disk_lag.append((seq, size))
         if entry[1] is not None:
             self._callbacks[seq] = entry[1]
         tail = self._tail
@@ -197,12 +207,12 @@ class SqliteStore:
     @property
     def behind(self) -> bool:
         """Whether the writer lags far behind the events handed to it."""
-        return self._handed >= LAG_LIMIT and not self._broken
+        return (self._handed_disk >= LAG_LIMIT or self._handed >= LAG_TOTAL) and not self._broken
 
     def pace(self) -> Coroutine[Any, Any, None]:
         """A bare yield; or, while the writer lags far behind the events handed to it, a
         wait for its next commit: until then their text is in memory."""
-        if self._handed < LAG_LIMIT or self._broken:
+        if not self.behind:
             return asyncio.sleep(0)
         return self._catch_up()
 
@@ -349,6 +359,9 @@ class SqliteStore:
         self._counters.committed += inserted
         self._used = used_bytes
         self._handed -= text_bytes
+        lag = self._disk_lag
+        while lag and lag[0][0] <= hwm:
+            self._handed_disk -= lag.popleft()[1]
         self._release_pace()
         if self._commit_waiters:
             keep = []
