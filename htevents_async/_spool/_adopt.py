@@ -122,6 +122,13 @@ def _copy(
                 ).fetchone()[0]
                 shift = in_use - 1 - high
                 floor = low + shift
+                # Acks first: their trigger then finds no group of theirs to count down
+                # (the live counts copied already account for them).
+                own.execute(
+                    "INSERT INTO main.acks (lo, hi) SELECT MAX(lo, ?2) + ?1, MIN(hi, ?3) + ?1 "
+                    "FROM src.acks WHERE hi >= ?2 AND lo <= ?3",
+                    (shift, low, high),
+                )
                 own.execute(
                     "INSERT INTO main.groups (first, last, live, created) "
                     "SELECT first + ?1, last + ?1, live, created FROM src.groups",
@@ -131,11 +138,6 @@ def _copy(
                     "INSERT INTO main.bodies (first, lengths, body) "
                     "SELECT first + ?1, lengths, body FROM src.bodies",
                     (shift,),
-                )
-                own.execute(
-                    "INSERT INTO main.acks (lo, hi) SELECT MAX(lo, ?2) + ?1, MIN(hi, ?3) + ?1 "
-                    "FROM src.acks WHERE hi >= ?2 AND lo <= ?3",
-                    (shift, low, high),
                 )
                 spans = [(lo + shift, hi + shift) for lo, hi in waiting_spans(own, "src")]
             dead = own.execute(

@@ -48,6 +48,15 @@ __all__ = [
 #: The format this code writes and reads; a file with a larger version is refused.
 FORMAT_VERSION = 2
 
+# The group holding a sequence is the one with the largest first at or below it.
+_OVERLAPPING = (
+    "first BETWEEN COALESCE((SELECT MAX(first) FROM groups WHERE first <= new.lo), new.lo)"
+    " AND new.hi AND last >= new.lo"
+)
+
+# The writer's work per commit is done by triggers, so that it takes few statements (each
+# one hands the GIL back and forth with the event loop): one insert into ``new_groups``
+# writes a group, one insert into ``acks`` per range records deliveries.
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS {s}.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {s}.groups ("
@@ -56,14 +65,28 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS {s}.bodies ("
     " first INTEGER PRIMARY KEY, lengths BLOB NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {s}.acks (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL)",
-    # A group with nothing left to deliver goes, text and all.
-    "CREATE TRIGGER IF NOT EXISTS {s}.group_done AFTER UPDATE OF live ON groups"
-    " WHEN new.live <= 0 BEGIN"
-    " DELETE FROM bodies WHERE first = new.first; DELETE FROM groups WHERE first = new.first;"
-    " END",
     "CREATE TABLE IF NOT EXISTS {s}.dead_letters ("
     " id INTEGER PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL,"
     " failed_at REAL NOT NULL, status INTEGER, reason TEXT NOT NULL)",
+    "CREATE VIEW IF NOT EXISTS {s}.new_groups AS"
+    " SELECT first, last, live, created, lengths, body FROM groups JOIN bodies USING (first)",
+    "CREATE TRIGGER IF NOT EXISTS {s}.group_added INSTEAD OF INSERT ON new_groups BEGIN"
+    " INSERT INTO groups VALUES (new.first, new.last, new.live, new.created);"
+    " INSERT INTO bodies VALUES (new.first, new.lengths, new.body);"
+    " END",
+    # An acknowledged range counts down the groups it falls in (acks copied from another
+    # file go in before its groups, so they count nothing twice).
+    "CREATE TRIGGER IF NOT EXISTS {s}.acked AFTER INSERT ON acks BEGIN"
+    " UPDATE groups SET live = live - (MIN(last, new.hi) - MAX(first, new.lo) + 1)"
+    f" WHERE {_OVERLAPPING};"
+    " END",
+    # A group with nothing left to deliver goes, text and all, with the ranges below
+    # every group left.
+    "CREATE TRIGGER IF NOT EXISTS {s}.group_done AFTER UPDATE OF live ON groups"
+    " WHEN new.live <= 0 BEGIN"
+    " DELETE FROM bodies WHERE first = new.first; DELETE FROM groups WHERE first = new.first;"
+    " DELETE FROM acks WHERE hi < COALESCE((SELECT MIN(first) FROM groups), 1 << 62);"
+    " END",
 )
 
 #: Events per group when a version 1 file is regrouped.

@@ -51,14 +51,6 @@ ADOPT_INTERVAL = 10.0
 #: Commits between sweeps of acknowledgement ranges whose groups are all gone.
 _SWEEP_EVERY = 64
 
-# The group holding a sequence is the one with the largest first at or below it.
-_OVERLAPPING = (
-    "first BETWEEN COALESCE((SELECT MAX(first) FROM groups WHERE first <= :lo), :lo) AND :hi "
-    "AND last >= :lo"
-)
-_TAKE = (
-    f"UPDATE groups SET live = live - (MIN(last, :hi) - MAX(first, :lo) + 1) WHERE {_OVERLAPPING}"
-)
 _GROUP_OF = (
     "SELECT first, last, lengths, body FROM groups JOIN bodies USING (first) "
     "WHERE first = (SELECT MAX(first) FROM groups WHERE first <= ?)"
@@ -107,12 +99,10 @@ def _outside(ranges: Sequence[tuple[int, int]], lo: int, hi: int) -> list[tuple[
 
 
 def acknowledge(conn: sqlite3.Connection, ranges: Sequence[tuple[int, int]]) -> None:
-    """Record ``ranges`` as done: the acks rows and the groups' live counts (a trigger
-    deletes the groups left with none)."""
-    if not ranges:
-        return
-    conn.executemany("INSERT INTO acks (lo, hi) VALUES (?, ?)", ranges)
-    conn.executemany(_TAKE, [{"lo": lo, "hi": hi} for lo, hi in ranges])
+    """Record ``ranges`` as done (triggers count the groups down and delete the finished
+    ones)."""
+    if ranges:
+        conn.executemany("INSERT INTO acks (lo, hi) VALUES (?, ?)", ranges)
 
 
 class WriterSink(Protocol):
@@ -324,12 +314,8 @@ class Writer:
                 if covered < len(texts):
                     lengths, body = pack(texts)
                     conn.execute(
-                        "INSERT INTO groups (first, last, live, created) VALUES (?, ?, ?, ?)",
-                        (first, hwm, len(texts) - covered, time.time()),
-                    )
-                    conn.execute(
-                        "INSERT INTO bodies (first, lengths, body) VALUES (?, ?, ?)",
-                        (first, lengths, body),
+                        "INSERT INTO new_groups VALUES (?, ?, ?, ?, ?, ?)",
+                        (first, hwm, len(texts) - covered, time.time(), lengths, body),
                     )
                     inserted = len(texts)
                 else:
@@ -344,7 +330,9 @@ class Writer:
                 except Exception as exc:
                     results.append((future, None, exc))
             if ranges or ops:
-                self._sweep(conn)
+                self._commits += 1
+                if self._commits % _SWEEP_EVERY == 0:
+                    self._sweep(conn)
             conn.execute("COMMIT")
             pages, free = conn.execute(
                 "SELECT * FROM pragma_page_count(), pragma_freelist_count()"
@@ -363,17 +351,12 @@ class Writer:
             self._post(_deliver, future, result, error)
 
     def _sweep(self, conn: sqlite3.Connection) -> None:
-        """Drop acknowledgement ranges no group needs any more: those below every group at
-        each commit, and every one outside all groups now and then."""
-        self._commits += 1
+        """Drop the acknowledgement ranges no group needs any more (those below every group
+        go as groups finish; these are the ones between groups delivered out of order)."""
         conn.execute(
-            "DELETE FROM acks WHERE hi < COALESCE((SELECT MIN(first) FROM groups), 1 << 62)"
+            "DELETE FROM acks WHERE NOT EXISTS (SELECT 1 FROM groups WHERE first = "
+            "(SELECT MAX(first) FROM groups WHERE first <= acks.hi) AND last >= acks.lo)"
         )
-        if self._commits % _SWEEP_EVERY == 0:
-            conn.execute(
-                "DELETE FROM acks WHERE NOT EXISTS (SELECT 1 FROM groups WHERE first = "
-                "(SELECT MAX(first) FROM groups WHERE first <= acks.hi) AND last >= acks.lo)"
-            )
 
     def _read(
         self, conn: sqlite3.Connection, spans: list[tuple[int, int]]
