@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
 
 import attrs
 
+from .._errors import ConfigError
 from .._logging import logger
-from ._locks import lock_path, try_lock
+from ._locks import FileLock, lock_path, try_lock
 from ._schema import check_version, upgrade, waiting_spans
 
-__all__ = ["ASIDE", "AdoptReport", "adopt_all", "move_aside", "spool_files"]
+__all__ = ["ASIDE", "AdoptReport", "adopt_all", "move_aside", "own_file", "spool_files"]
 
 #: Sub-directory where unreadable and foreign-version files are moved.
 ASIDE = "aside"
@@ -43,6 +46,21 @@ class AdoptReport:
     """The adopted events' sequence ranges in our file, in order."""
     files: list[str] = attrs.Factory(list)
     aside: list[str] = attrs.Factory(list)
+
+
+def own_file(directory: str) -> tuple[str, FileLock]:
+    """Create and lock a fresh file name of ours; ``ConfigError`` if the directory will not do."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        for _ in range(10):
+            name = f"spool-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
+            path = os.path.join(directory, name)
+            lock = try_lock(lock_path(path))
+            if lock is not None:
+                return path, lock
+    except OSError as exc:
+        raise ConfigError(f"Config.spool: cannot write to {directory!r}: {exc}") from exc
+    raise ConfigError(f"Config.spool: could not create a file of our own in {directory!r}")
 
 
 def spool_files(directory: str) -> list[str]:

@@ -23,18 +23,13 @@ import asyncio
 import collections
 import contextlib
 import heapq
-import os
 import random
-import secrets
-import socket
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Literal, cast, final
 
 from .._batch import Entry
 from .._errors import (
-    ConfigError,
     DeliveryError,
     HTTPStatusError,
     RetriesExhaustedError,
@@ -42,10 +37,9 @@ from .._errors import (
 from .._logging import RateLimitedLog, logger
 from .._seams import Admit, Disposition
 from .._stats import Counters
-from ._adopt import SUFFIX, AdoptReport
-from ._locks import FileLock, lock_path, try_lock
+from ._adopt import AdoptReport, own_file
 from ._schema import fingerprint
-from ._writer import Writer, acknowledge, merge
+from ._writer import Writer, dead_letter, merge
 
 __all__ = ["SqliteStore"]
 
@@ -69,37 +63,6 @@ LAG_WAIT = 1.0
 LAG_HARD = 4 * LAG_LIMIT
 
 
-def _dead_letter(
-    items: list[tuple[int, str]], status: int | None, reason: str
-) -> Callable[[sqlite3.Connection], None]:
-    def op(conn: sqlite3.Connection) -> None:
-        failed = time.time()
-        conn.executemany(
-            "INSERT INTO dead_letters (body, created, failed_at, status, reason) VALUES (?, "
-            "COALESCE((SELECT created FROM groups WHERE first <= ? ORDER BY first DESC LIMIT 1),"
-            " ?), ?, ?, ?)",
-            [(text, seq, failed, failed, status, reason) for seq, text in items],
-        )
-        acknowledge(conn, merge(seq for seq, _ in items))
-
-    return op
-
-
-def _own_file(directory: str) -> tuple[str, FileLock]:
-    """Create and lock a fresh file name of ours; ``ConfigError`` if the directory will not do."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-        for _ in range(10):
-            name = f"spool-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
-            path = os.path.join(directory, name)
-            lock = try_lock(lock_path(path))
-            if lock is not None:
-                return path, lock
-    except OSError as exc:
-        raise ConfigError(f"Config.spool: cannot write to {directory!r}: {exc}") from exc
-    raise ConfigError(f"Config.spool: could not create a file of our own in {directory!r}")
-
-
 @final
 class SqliteStore:
     """A disk spool in ``directory``: one SQLite file per process, written by a thread."""
@@ -118,7 +81,7 @@ class SqliteStore:
         commit_interval: float,
         backoff: float,
     ) -> None:
-        path, lock = _own_file(directory)
+        path, lock = own_file(directory)
         self._loop = asyncio.get_running_loop()
         self._counters = counters
         self._warnings = warnings
@@ -271,7 +234,7 @@ class SqliteStore:
             return Disposition.RETRY_LATER
         status = error.status_code if isinstance(error, HTTPStatusError) else None
         items = [(seq, entry[0]) for entry, seq in zip(batch, seqs, strict=True)]
-        self._writer.submit(_dead_letter(items, status, str(error)))
+        self._writer.submit(dead_letter(items, status, str(error)))
         self._counters.dead_lettered += len(seqs)
         return Disposition.DEAD_LETTERED
 

@@ -39,7 +39,7 @@ from ._adopt import AdoptReport, adopt_all, remove
 from ._locks import FileLock
 from ._schema import connect, initialise, pack, unpack
 
-__all__ = ["Op", "Writer", "WriterSink", "merge"]
+__all__ = ["Op", "Writer", "WriterSink", "acknowledge", "dead_letter", "merge"]
 
 T = TypeVar("T")
 
@@ -103,6 +103,24 @@ def acknowledge(conn: sqlite3.Connection, ranges: Sequence[tuple[int, int]]) -> 
     ones)."""
     if ranges:
         conn.executemany("INSERT INTO acks (lo, hi) VALUES (?, ?)", ranges)
+
+
+def dead_letter(
+    items: list[tuple[int, str]], status: int | None, reason: str
+) -> Callable[[sqlite3.Connection], None]:
+    """The operation that moves delivered-to-nowhere events to ``dead_letters``."""
+
+    def op(conn: sqlite3.Connection) -> None:
+        failed = time.time()
+        conn.executemany(
+            "INSERT INTO dead_letters (body, created, failed_at, status, reason) VALUES (?, "
+            "COALESCE((SELECT created FROM groups WHERE first <= ? ORDER BY first DESC LIMIT 1),"
+            " ?), ?, ?, ?)",
+            [(text, seq, failed, failed, status, reason) for seq, text in items],
+        )
+        acknowledge(conn, merge(seq for seq, _ in items))
+
+    return op
 
 
 class WriterSink(Protocol):
