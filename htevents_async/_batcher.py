@@ -106,7 +106,7 @@ class Batcher:
         self._drained = False
         self._envelope = transport.envelope_bytes
         self._runner = self._loop.create_task(self._run(), name="htevents_async flusher")
-        self._store.start(self._admit, self._room)
+        self._store.start(self._admit, self._room, self.drop)
 
     # -- producers ---------------------------------------------------------
 

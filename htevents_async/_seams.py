@@ -168,8 +168,11 @@ class Disposition(enum.Enum):
 class Store(Protocol):
     """Where accepted events are kept, besides the queue; all methods run on the loop."""
 
-    def start(self, admit: Admit, room: Callable[[], int]) -> None:
-        """Begin feeding the queue through ``admit`` whenever ``room()`` says it has space."""
+    def start(
+        self, admit: Admit, room: Callable[[], int], drop: Callable[[list[Entry], str], None]
+    ) -> None:
+        """Begin feeding the queue through ``admit`` whenever ``room()`` says it has space;
+        ``drop`` reports events the store can no longer keep (counted, logged, hooks)."""
 
     def accept(self, entry: Entry, queued: bool) -> bool:
         """Record an accepted entry. ``queued`` says whether the queue took it; if it did

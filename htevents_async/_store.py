@@ -18,7 +18,9 @@ class MemoryStore:
     """Keeps nothing beyond the queue: overflow applies when it is full, and nothing is
     ever durable (``commit()`` returns 0 at once)."""
 
-    def start(self, admit: Admit, room: Callable[[], int]) -> None:
+    def start(
+        self, admit: Admit, room: Callable[[], int], drop: Callable[[list[Entry], str], None]
+    ) -> None:
         """Nothing to feed the queue with."""
 
     def accept(self, entry: Entry, queued: bool) -> bool:

@@ -9,7 +9,8 @@
   the test kills it.
 * ``outage``: record COUNT events while the collector is down and print
   ``recorded``; then keep delivering until every event is, print the statistics
-  and the peak RSS, and exit.
+  and the peak RSS, and exit. It prints ``kept`` (at any point) the first time
+  a batch goes back to disk after its retries ran out.
 * ``serve``: record COUNT events, deliver them and whatever was adopted, print
   ``done`` and the statistics, then wait for a line on stdin before closing.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import resource
 import signal
@@ -37,6 +39,20 @@ OPTIONS = {
 }
 
 
+def _peak_rss_kib() -> int:
+    """This process's own peak RSS. ``ru_maxrss`` would not do on Linux: it starts from
+    the RSS of the process that forked us (a test run's pytest, hundreds of MiB late in a
+    full run) and survives exec; ``VmHWM`` belongs to the memory map exec made."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _say(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
@@ -51,11 +67,25 @@ async def _record(client: Client, count: int, prefix: str, start: int = 0) -> No
         )
 
 
+class _KeptAfterRetries(logging.Handler):
+    """Says ``kept`` once, when the client logs a batch kept on disk after its retries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.seen and "after their retries ran out" in record.getMessage():
+            self.seen = True
+            _say(kept=True)
+
+
 async def main(mode: str, directory: str, url: str, count: int, prefix: str) -> None:
     options = dict(OPTIONS)
     if mode == "outage":
         # A small window in memory: the backlog lives on disk.
         options.update(max_queue_size=2_000, max_batch_size=500)
+        logging.getLogger("htevents_async").addHandler(_KeptAfterRetries())
     client = Client(WRITE_KEY, host=url, spool=directory, **options)
     async with client:
         if mode == "commit-kill":
@@ -72,13 +102,13 @@ async def main(mode: str, directory: str, url: str, count: int, prefix: str) -> 
                     _say(going=i)
         elif mode == "outage":
             await _record(client, count, prefix)
-            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak_kib = _peak_rss_kib()
             _say(
                 recorded=count, statistics=attrs.asdict(client.statistics()), peak_rss_kib=peak_kib
             )
             while client.statistics().delivered < count:
                 await client.flush(timeout=1)
-            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak_kib = _peak_rss_kib()
             _say(statistics=attrs.asdict(client.statistics()), peak_rss_kib=peak_kib)
         elif mode == "serve":
             await _record(client, count, prefix)

@@ -22,11 +22,13 @@ from .._config import DEFAULT_HOST
 from .._spool._adopt import ASIDE, spool_files
 from .._spool._locks import lock_path, try_lock
 from .._spool._schema import (
-    FORMAT_VERSION,
+    append_group,
     check_version,
     connect,
     fingerprint,
     read_fingerprint,
+    upgrade,
+    waiting_summary,
 )
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
@@ -126,9 +128,7 @@ def _status(directory: str) -> int:
             conn = connect(path, create=False, read_only=True)
             try:
                 check_version(conn.execute("PRAGMA user_version").fetchone()[0], path)
-                events, oldest = conn.execute(
-                    "SELECT COUNT(*), MIN(created) FROM events"
-                ).fetchone()
+                events, oldest = waiting_summary(conn)
                 dead = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
             finally:
                 conn.close()
@@ -203,10 +203,7 @@ def _requeue_dead_letters(args: argparse.Namespace) -> tuple[int, int]:
         try:
             conn = connect(path, create=False)
             try:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version != FORMAT_VERSION:
-                    check_version(version, path)
-                    continue
+                check_version(conn.execute("PRAGMA user_version").fetchone()[0], path)
                 stored = read_fingerprint(conn).get("protocol", "segment")
                 if stored != args.protocol:
                     # Its rows are encoded for another API: re-targeting cannot fix that.
@@ -214,11 +211,13 @@ def _requeue_dead_letters(args: argparse.Namespace) -> tuple[int, int]:
                     skipped += 1
                     continue
                 conn.execute("BEGIN IMMEDIATE")
-                moved += conn.execute(
-                    "INSERT INTO events (seq, body, created, attempts, not_before, lease) "
-                    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) "
-                    "+ ROW_NUMBER() OVER (ORDER BY id), body, created, 0, 0, 0 FROM dead_letters"
-                ).rowcount
+                upgrade(conn)
+                letters = conn.execute(
+                    "SELECT body, created FROM dead_letters ORDER BY id"
+                ).fetchall()
+                if letters:
+                    append_group(conn, [body for body, _ in letters], min(c for _, c in letters))
+                moved += len(letters)
                 conn.execute("DELETE FROM dead_letters")
                 conn.executemany(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", prints.items()

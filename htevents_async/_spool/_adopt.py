@@ -2,8 +2,9 @@
 
 Runs in the writer thread, on the writer's own connection. A file is adopted
 only by winning its sidecar lock without waiting: a live owner holds it, and
-the kernel frees it when the owner dies. The adopted events and dead letters
-are copied into our own file in one transaction, then the old file is
+the kernel frees it when the owner dies. The adopted events (a file
+of the previous format is regrouped first) and dead letters are copied into our
+own file in one transaction, then the old file is
 unlinked while still locked. A crash between the two leaves both copies, and
 the events go out twice with the same ``messageId`` (delivery is at least once).
 """
@@ -12,17 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
 
 import attrs
 
+from .._errors import ConfigError
 from .._logging import logger
-from ._locks import lock_path, try_lock
-from ._schema import check_version
+from ._locks import FileLock, lock_path, try_lock
+from ._schema import check_version, upgrade, waiting_spans
 
-__all__ = ["ASIDE", "AdoptReport", "adopt_all", "move_aside", "spool_files"]
+__all__ = ["ASIDE", "AdoptReport", "adopt_all", "move_aside", "own_file", "spool_files"]
 
 #: Sub-directory where unreadable and foreign-version files are moved.
 ASIDE = "aside"
@@ -34,10 +38,29 @@ _COMPANIONS = ("", "-wal", "-shm", "-journal")
 class AdoptReport:
     """What one scan of the directory did."""
 
+    floor: int
+    """The lowest sequence now in use in our file: the next adoption goes below it."""
     events: int = 0
     dead_letters: int = 0
+    spans: list[tuple[int, int]] = attrs.Factory(list)
+    """The adopted events' sequence ranges in our file, in order."""
     files: list[str] = attrs.Factory(list)
     aside: list[str] = attrs.Factory(list)
+
+
+def own_file(directory: str) -> tuple[str, FileLock]:
+    """Create and lock a fresh file name of ours; ``ConfigError`` if the directory will not do."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        for _ in range(10):
+            name = f"spool-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
+            path = os.path.join(directory, name)
+            lock = try_lock(lock_path(path))
+            if lock is not None:
+                return path, lock
+    except OSError as exc:
+        raise ConfigError(f"Config.spool: cannot write to {directory!r}: {exc}") from exc
+    raise ConfigError(f"Config.spool: could not create a file of our own in {directory!r}")
 
 
 def spool_files(directory: str) -> list[str]:
@@ -79,14 +102,18 @@ def _attached(own: sqlite3.Connection, path: str) -> Iterator[None]:
             own.execute("DETACH DATABASE src")
 
 
-def _copy(own: sqlite3.Connection, path: str, prints: dict[str, str]) -> tuple[int, int] | None:
-    """Copy ``path``'s rows into ``own``; ``None`` if it is not ours to adopt."""
+def _copy(
+    own: sqlite3.Connection, path: str, prints: dict[str, str], floor: int
+) -> tuple[list[tuple[int, int]], int, int] | None:
+    """Copy ``path``'s events and dead letters into ``own``, numbered below ``floor``;
+    returns the adopted events' ranges, the new floor and the dead letters copied, or
+    ``None`` if the file is not ours to adopt."""
     with _attached(own, path):
         version = check_version_of(own, path)
         tables = {row[0] for row in own.execute("SELECT name FROM src.sqlite_master")}
-        if version == 0 and "events" not in tables:
+        if version == 0 and "meta" not in tables:
             # Created, never initialised: its owner died in its first moments.
-            return 0, 0
+            return [], floor, 0
         stored = read_fingerprint_of(own)
         if stored != prints:
             logger.warning(
@@ -99,17 +126,38 @@ def _copy(own: sqlite3.Connection, path: str, prints: dict[str, str]) -> tuple[i
             return None
         own.execute("BEGIN IMMEDIATE")
         try:
-            low = own.execute("SELECT MIN(seq) FROM main.events").fetchone()[0]
-            count = own.execute("SELECT COUNT(*) FROM src.events").fetchone()[0]
-            # Adopted events go below every sequence in use, in their old order, so the
-            # refill (ordered by readiness, then sequence) sends them first.
-            base = min(low if low is not None else 1, 1) - count - 1
-            own.execute(
-                "INSERT INTO main.events (seq, body, created, attempts, not_before, lease) "
-                "SELECT ? + ROW_NUMBER() OVER (ORDER BY seq), body, created, attempts, 0, 0 "
-                "FROM src.events",
-                (base,),
-            )
+            # A file of the previous format is regrouped first (we hold its lock).
+            upgrade(own, "src")
+            low, high = own.execute("SELECT MIN(first), MAX(last) FROM src.groups").fetchone()
+            spans: list[tuple[int, int]] = []
+            if low is not None:
+                # Adopted events go below every sequence in use, in their old order, so
+                # the refill sends them first.
+                in_use = own.execute(
+                    "SELECT MIN(COALESCE((SELECT MIN(first) FROM main.groups), ?1),"
+                    " COALESCE((SELECT MIN(lo) FROM main.acks), ?1), ?1)",
+                    (floor,),
+                ).fetchone()[0]
+                shift = in_use - 1 - high
+                floor = low + shift
+                # Acks first: their trigger then finds no group of theirs to count down
+                # (the live counts copied already account for them).
+                own.execute(
+                    "INSERT INTO main.acks (lo, hi) SELECT MAX(lo, ?2) + ?1, MIN(hi, ?3) + ?1 "
+                    "FROM src.acks WHERE hi >= ?2 AND lo <= ?3",
+                    (shift, low, high),
+                )
+                own.execute(
+                    "INSERT INTO main.groups (first, last, live, created) "
+                    "SELECT first + ?1, last + ?1, live, created FROM src.groups",
+                    (shift,),
+                )
+                own.execute(
+                    "INSERT INTO main.bodies (first, lengths, body) "
+                    "SELECT first + ?1, lengths, body FROM src.bodies",
+                    (shift,),
+                )
+                spans = [(lo + shift, hi + shift) for lo, hi in waiting_spans(own, "src")]
             dead = own.execute(
                 "INSERT INTO main.dead_letters (body, created, failed_at, status, reason) "
                 "SELECT body, created, failed_at, status, reason FROM src.dead_letters "
@@ -119,7 +167,7 @@ def _copy(own: sqlite3.Connection, path: str, prints: dict[str, str]) -> tuple[i
         except BaseException:
             own.execute("ROLLBACK")
             raise
-        return int(count), int(dead)
+        return spans, floor, int(dead)
 
 
 def check_version_of(own: sqlite3.Connection, path: str) -> int:
@@ -135,9 +183,12 @@ def read_fingerprint_of(own: sqlite3.Connection) -> dict[str, str]:
     return {str(key): str(value) for key, value in rows}
 
 
-def adopt_all(own: sqlite3.Connection, own_path: str, prints: dict[str, str]) -> AdoptReport:
-    """Adopt every file in our directory that no live process holds."""
-    report = AdoptReport()
+def adopt_all(
+    own: sqlite3.Connection, own_path: str, prints: dict[str, str], floor: int
+) -> AdoptReport:
+    """Adopt every file in our directory that no live process holds; our file's
+    sequences in use start at ``floor``."""
+    report = AdoptReport(floor)
     for path in spool_files(os.path.dirname(own_path)):
         if path == own_path:
             continue
@@ -150,7 +201,7 @@ def adopt_all(own: sqlite3.Connection, own_path: str, prints: dict[str, str]) ->
                 lock.release(unlink=True)
                 continue
             try:
-                copied = _copy(own, path, prints)
+                copied = _copy(own, path, prints, report.floor)
             except sqlite3.DatabaseError as exc:
                 report.aside.append(move_aside(path, f"unreadable ({exc})"))
                 lock.release(unlink=True)
@@ -164,8 +215,10 @@ def adopt_all(own: sqlite3.Connection, own_path: str, prints: dict[str, str]) ->
                 continue
             remove(path)
             lock.release(unlink=True)
-            report.events += copied[0]
-            report.dead_letters += copied[1]
+            spans, report.floor, dead = copied
+            report.spans = spans + report.spans
+            report.events += sum(hi - lo + 1 for lo, hi in spans)
+            report.dead_letters += dead
             report.files.append(path)
         finally:
             lock.release()

@@ -1,11 +1,14 @@
 """The loop side of the spool: the :class:`~htevents_async._seams.Store` the batcher sees.
 
-The in-memory queue is a window in front of the file. Every accepted event is
-handed to the writer thread (no I/O on the loop); one the queue has no room for
-lives on disk only, and the refill task feeds it back as the queue drains.
-Rows are keyed by acceptance sequence; entries in memory are mapped to theirs
-by identity (``id()`` of the entry tuple, which lives until its batch settles),
-so the entries themselves stay ``(text, callback)`` pairs.
+The in-memory queue is a window in front of the file. Every accepted event gets
+the next sequence and is handed to the writer thread (no I/O on the loop), which
+writes each commit group as one row; one the queue has no room for lives on disk
+only, and the refill task feeds it back as the queue drains. Entries in memory
+are mapped to their sequence by identity (``id()`` of the entry tuple, which
+lives until its batch settles), so the entries themselves stay ``(text,
+callback)`` pairs. What waits on disk only is known here as sequence ranges,
+never per event: ``_fresh`` (a heap of ``[lo, hi]`` runs, sent in order) and
+``_later`` (runs waiting out a backoff after their retries ran out).
 
 Counting (with :class:`~htevents_async._stats.Counters`): ``spooled`` is the
 number of events on disk only, waiting for the refill (in backoff included);
@@ -19,32 +22,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import inspect
-import json
-import os
+import heapq
 import random
-import secrets
-import socket
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, Literal, final
+from typing import Any, Literal, cast, final
 
 from .._batch import Entry
 from .._errors import (
-    ConfigError,
     DeliveryError,
-    DroppedError,
     HTTPStatusError,
     RetriesExhaustedError,
 )
 from .._logging import RateLimitedLog, logger
 from .._seams import Admit, Disposition
 from .._stats import Counters
-from ._adopt import SUFFIX, AdoptReport
-from ._locks import FileLock, lock_path, try_lock
+from ._adopt import AdoptReport, own_file
 from ._schema import fingerprint
-from ._writer import Writer
+from ._writer import Writer, dead_letter, merge
 
 __all__ = ["SqliteStore"]
 
@@ -54,112 +49,18 @@ PAGE = 2_000
 RETRY_CAP = 300.0
 #: How often the refill looks again while the queue has no room.
 POLL = 0.005
-#: Bytes of events handed to the writer and not yet committed past which a producer
-#: waits for its next commit: their text stays in memory until then.
+#: Bytes of disk-only events handed to the writer and not yet committed past which a
+#: producer waits for its next commit: until then the writer is all that holds their
+#: text. (Events in the queue cost nothing more while they wait for the writer.)
 LAG_LIMIT = 4 << 20
+#: The same for every event handed over, queued or not: a stalled disk must not keep
+#: the text of events long delivered.
+LAG_TOTAL = 32 << 20
 #: Longest such a wait.
 LAG_WAIT = 1.0
-
-
-def _ids(seqs: Sequence[int]) -> str:
-    return json.dumps(list(seqs))
-
-
-def _read_page(
-    limit: int, retried_only: bool
-) -> Callable[[sqlite3.Connection], tuple[list[Any], float | None]]:
-    # During an outage only events whose backoff ended go out, as probes; the rest of
-    # the backlog waits for a success instead of churning through failed attempts.
-    floor = "0 < not_before AND " if retried_only else ""
-
-    def op(conn: sqlite3.Connection) -> tuple[list[Any], float | None]:
-        rows = conn.execute(
-            "SELECT seq, body FROM events INDEXED BY events_waiting "
-            f"WHERE lease = 0 AND {floor}not_before <= ? ORDER BY not_before, seq LIMIT ?",
-            (time.time(), limit),
-        ).fetchall()
-        if rows:
-            conn.execute(
-                "UPDATE events SET lease = 1 WHERE seq IN (SELECT value FROM json_each(?))",
-                (_ids([row[0] for row in rows]),),
-            )
-        ready = conn.execute(
-            f"SELECT MIN(not_before) FROM events WHERE lease = 0 AND {floor}1"
-        ).fetchone()[0]
-        return rows, ready
-
-    return op
-
-
-def _retry_later(seqs: list[int], base: float) -> Callable[[sqlite3.Connection], float]:
-    def op(conn: sqlite3.Connection) -> float:
-        ids = _ids(seqs)
-        attempts = conn.execute(
-            "SELECT MAX(attempts) FROM events WHERE seq IN (SELECT value FROM json_each(?))",
-            (ids,),
-        ).fetchone()[0]
-        # Capped exponential backoff with jitter, per batch, counted across processes.
-        delay = min(RETRY_CAP, base * 2 ** min(attempts or 0, 30)) * random.uniform(0.5, 1.0)
-        conn.execute(
-            "UPDATE events SET lease = 0, attempts = attempts + 1, not_before = ? "
-            "WHERE seq IN (SELECT value FROM json_each(?))",
-            (time.time() + delay, ids),
-        )
-        return delay
-
-    return op
-
-
-def _dead_letter(
-    seqs: list[int], status: int | None, reason: str
-) -> Callable[[sqlite3.Connection], None]:
-    def op(conn: sqlite3.Connection) -> None:
-        ids = _ids(seqs)
-        conn.execute(
-            "INSERT INTO dead_letters (body, created, failed_at, status, reason) "
-            "SELECT body, created, ?, ?, ? FROM events "
-            "WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq",
-            (time.time(), status, reason, ids),
-        )
-        conn.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (ids,))
-
-    return op
-
-
-def _wake_all(conn: sqlite3.Connection) -> None:
-    conn.execute("UPDATE events SET not_before = 0 WHERE lease = 0 AND not_before > 0")
-
-
-def _own_file(directory: str) -> tuple[str, FileLock]:
-    """Create and lock a fresh file name of ours; ``ConfigError`` if the directory will not do."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-        for _ in range(10):
-            name = f"spool-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
-            path = os.path.join(directory, name)
-            lock = try_lock(lock_path(path))
-            if lock is not None:
-                return path, lock
-    except OSError as exc:
-        raise ConfigError(f"Config.spool: cannot write to {directory!r}: {exc}") from exc
-    raise ConfigError(f"Config.spool: could not create a file of our own in {directory!r}")
-
-
-# Tasks of async callbacks told by the store, kept until done (the loop holds tasks weakly).
-_told: set[asyncio.Future[Any]] = set()
-
-
-def _tell(callback: Callable[[DeliveryError | None], object], error: DeliveryError) -> None:
-    """Call a per-event callback with its outcome; one that raises is logged, an async one
-    runs as a task of its own."""
-    try:
-        result = callback(error)
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            _told.add(task)
-            task.add_done_callback(_told.discard)
-    except Exception:
-        logger.exception("htevents_async: a per-event callback raised")
+#: Past this many bytes of disk-only events not yet committed (a stalled disk), an
+#: event the queue has no room for meets ``overflow`` instead of waiting in memory.
+LAG_HARD = 4 * LAG_LIMIT
 
 
 @final
@@ -180,7 +81,7 @@ class SqliteStore:
         commit_interval: float,
         backoff: float,
     ) -> None:
-        path, lock = _own_file(directory)
+        path, lock = own_file(directory)
         self._loop = asyncio.get_running_loop()
         self._counters = counters
         self._warnings = warnings
@@ -191,9 +92,20 @@ class SqliteStore:
         self._callbacks: dict[int, Callable[[DeliveryError | None], object]] = {}
         self._hwm = 0
         self._used = 0
-        self._unreported = 0
+        # Bytes of text handed to the writer and not yet committed (or skipped), of all
+        # events and of disk-only ones; the latter's (sequence, bytes), in order.
+        self._handed = 0
+        self._handed_disk = 0
+        self._disk_lag: collections.deque[tuple[int, int]] = collections.deque()
         self._broken = False
-        self._waiting = False  # some events wait out a backoff
+        # Disk-only events, as runs of sequences: ready now (a heap by ``lo``; ``_tail``
+        # is the run new ones extend), and waiting out a backoff (by time, then ``lo``).
+        self._fresh: list[list[int]] = []
+        self._tail: list[int] | None = None
+        self._later: list[tuple[float, int, int]] = []
+        # When the current outage began (the first batch kept after its retries ran
+        # out since the collector last answered); ``None`` while it answers.
+        self._outage_since: float | None = None
         self._commit_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._pace_waiters: list[asyncio.Future[None]] = []
         self._carry: collections.deque[tuple[int, Entry]] = collections.deque()
@@ -201,6 +113,8 @@ class SqliteStore:
         self._progress = asyncio.Event()
         self._scanned = asyncio.Event()
         self._refill: asyncio.Task[None] | None = None
+        self._admit: Admit | None = None
+        self._drop: Callable[[list[Entry], str], None] | None = None
         self._closed = False
         self.path = path
         self._writer = Writer(
@@ -215,8 +129,12 @@ class SqliteStore:
 
     # -- the Store seam ----------------------------------------------------------
 
-    def start(self, admit: Admit, room: Callable[[], int]) -> None:
+    def start(
+        self, admit: Admit, room: Callable[[], int], drop: Callable[[list[Entry], str], None]
+    ) -> None:
         """Start the refill task."""
+        self._admit = admit
+        self._drop = drop
         self._refill = self._loop.create_task(self._run_refill(admit, room), name="spool refill")
 
     def accept(self, entry: Entry, queued: bool) -> bool:
@@ -225,16 +143,26 @@ class SqliteStore:
             if not self._broken:
                 seq = self._seq = self._seq + 1
                 self._ids[id(entry)] = seq
-                self._writer.insert(seq, entry[0], 1)
-                self._unreported += len(entry[0]) + 64
+                self._writer.insert(seq, entry[0])
+                self._handed += len(entry[0])
             return True
-        if self._broken or self._used + self._unreported >= self._max_bytes:
+        handed = self._handed
+        if self._broken or self._handed_disk >= LAG_HARD or self._used + handed >= self._max_bytes:
             return False
         seq = self._seq = self._seq + 1
-        self._writer.insert(seq, entry[0], 0)
-        self._unreported += len(entry[0]) + 64
+        size = len(entry[0])
+        self._writer.insert(seq, entry[0])
+        self._handed = handed + size
+        self._handed_disk += size
+        self._disk_lag.append((seq, size))
         if entry[1] is not None:
             self._callbacks[seq] = entry[1]
+        tail = self._tail
+        if tail is not None and tail[1] == seq - 1:
+            tail[1] = seq
+        else:
+            self._tail = [seq, seq]
+            heapq.heappush(self._fresh, self._tail)
         self._counters.spooled += 1
         self._backlog.set()
         return True
@@ -242,12 +170,12 @@ class SqliteStore:
     @property
     def behind(self) -> bool:
         """Whether the writer lags far behind the events handed to it."""
-        return self._unreported >= LAG_LIMIT and not self._broken
+        return (self._handed_disk >= LAG_LIMIT or self._handed >= LAG_TOTAL) and not self._broken
 
     def pace(self) -> Coroutine[Any, Any, None]:
         """A bare yield; or, while the writer lags far behind the events handed to it, a
         wait for its next commit: until then their text is in memory."""
-        if self._unreported < LAG_LIMIT or self._broken:
+        if not self.behind:
             return asyncio.sleep(0)
         return self._catch_up()
 
@@ -264,25 +192,35 @@ class SqliteStore:
                 future.set_result(None)
 
     def settle(self, batch: Sequence[Entry], error: DeliveryError | None) -> Disposition:
-        """Delivered: delete the rows. A final status: dead letters. Retries spent: back to
-        disk, tried again after a capped backoff."""
+        """Delivered: acknowledge the sequences. A final status: dead letters. Retries
+        spent: back to disk, tried again after a capped backoff."""
         pop = self._ids.pop
-        seqs = [seq for seq in (pop(id(entry), None) for entry in batch) if seq is not None]
+        found = [pop(id(entry), None) for entry in batch]
+        # None only for events accepted after the file broke.
+        seqs = [s for s in found if s is not None] if None in found else cast(list[int], found)
         if error is None or isinstance(error, HTTPStatusError):
             # The collector answers again: what waits out a backoff goes now.
             self._end_outage()
         if error is None:
             if seqs:
-                self._writer.delete(seqs)
+                self._writer.acknowledge(seqs)
             return Disposition.DELIVERED
         if self._broken or len(seqs) < len(batch):
             return Disposition.FAILED
         if isinstance(error, RetriesExhaustedError):
-            for entry, seq in zip(batch, seqs, strict=False):
+            callbacks = self._callbacks
+            for entry, seq in zip(batch, seqs, strict=True):
                 if entry[1] is not None:
-                    self._callbacks[seq] = entry[1]
-            self._writer.submit(_retry_later(seqs, self._backoff))
-            self._waiting = True
+                    callbacks[seq] = entry[1]
+            now = time.time()
+            if self._outage_since is None:
+                self._outage_since = now
+            # Capped backoff with jitter, as long as the outage has lasted so far: it
+            # doubles from one probe to the next, shared by every batch.
+            delay = min(RETRY_CAP, max(self._backoff, now - self._outage_since))
+            not_before = now + delay * random.uniform(0.5, 1.0)
+            for lo, hi in merge(seqs):
+                heapq.heappush(self._later, (not_before, lo, hi))
             self._counters.spooled += len(seqs)
             self._backlog.set()
             self._warnings.log(
@@ -295,14 +233,17 @@ class SqliteStore:
             )
             return Disposition.RETRY_LATER
         status = error.status_code if isinstance(error, HTTPStatusError) else None
-        self._writer.submit(_dead_letter(seqs, status, str(error)))
+        items = [(seq, entry[0]) for entry, seq in zip(batch, seqs, strict=True)]
+        self._writer.submit(dead_letter(items, status, str(error)))
         self._counters.dead_lettered += len(seqs)
         return Disposition.DEAD_LETTERED
 
     def _end_outage(self) -> None:
-        if self._waiting:
-            self._waiting = False
-            self._writer.submit(_wake_all)
+        if self._outage_since is not None:
+            self._outage_since = None
+            for _, lo, hi in self._later:
+                heapq.heappush(self._fresh, [lo, hi])
+            self._later = []
             self._backlog.set()
 
     def release(self, entries: Sequence[Entry]) -> bool:
@@ -375,12 +316,15 @@ class SqliteStore:
 
     # -- the writer's reports (on the loop) ----------------------------------------
 
-    def committed(self, hwm: int, inserted: int, used_bytes: int) -> None:
+    def committed(self, hwm: int, inserted: int, used_bytes: int, text_bytes: int) -> None:
         """A group is durable: release the commit() waiters it satisfies."""
         self._hwm = max(self._hwm, hwm)
         self._counters.committed += inserted
         self._used = used_bytes
-        self._unreported = 0
+        self._handed -= text_bytes
+        lag = self._disk_lag
+        while lag and lag[0][0] <= hwm:
+            self._handed_disk -= lag.popleft()[1]
         self._release_pace()
         if self._commit_waiters:
             keep = []
@@ -393,9 +337,11 @@ class SqliteStore:
             self._commit_waiters = keep
 
     def recovered(self, report: AdoptReport) -> None:
-        """Adopted events join the backlog on disk."""
+        """Adopted events join the backlog on disk, ahead of everything else."""
         self._counters.recovered += report.events
         self._counters.spooled += report.events
+        for lo, hi in report.spans:
+            heapq.heappush(self._fresh, [lo, hi])
         if report.events:
             self._backlog.set()
 
@@ -407,25 +353,86 @@ class SqliteStore:
         """Wait until events left by dead processes are counted in ``recovered``."""
         await self._scanned.wait()
 
-    def broken(self, spilled: list[int], reason: str) -> None:
-        """The file failed: memory only from now on; events on disk only were lost."""
+    def broken(self, first: int, texts: list[str], reason: str) -> None:
+        """The file failed: memory only from now on. Events that were only to be on disk
+        and never reached it go to the queue if it has room, else meet overflow as
+        ``spool_error``; those already in the file stay there for the next client."""
         self._broken = True
         self._release_pace()
-        if spilled:
-            self._counters.spooled -= len(spilled)
-            self._counters.drop("spool_error", len(spilled))
-            lost = DroppedError("spool_error")
-            for seq in spilled:
-                callback = self._callbacks.pop(seq, None)
-                if callback is not None:
-                    # Every callback hears its event's outcome once, this one included.
-                    _tell(callback, lost)
+        if texts:
+            last = first + len(texts) - 1
+            lost = self._take_disk_only(first, last)
+            self._counters.spooled -= len(lost)
+            entries = [(texts[seq - first], self._callbacks.pop(seq, None)) for seq in lost]
+            admit = self._admit
+            refused = [entry for entry in entries if admit is None or not admit(entry)]
+            if refused and self._drop is not None:
+                self._drop(refused, "spool_error")
         for _, future in self._commit_waiters:
             if not future.done():
                 future.set_result(None)
         self._commit_waiters = []
 
+    def _take_disk_only(self, first: int, last: int) -> list[int]:
+        """Remove the sequences in ``first..last`` from the disk-only runs; returns them."""
+        taken: list[int] = []
+        fresh: list[list[int]] = []
+        for lo, hi in self._fresh:
+            if hi < first or lo > last:
+                fresh.append([lo, hi])
+                continue
+            taken.extend(range(max(lo, first), min(hi, last) + 1))
+            if lo < first:
+                fresh.append([lo, first - 1])
+            if hi > last:
+                fresh.append([last + 1, hi])
+        later: list[tuple[float, int, int]] = []
+        for not_before, lo, hi in self._later:
+            if hi < first or lo > last:
+                later.append((not_before, lo, hi))
+                continue
+            taken.extend(range(max(lo, first), min(hi, last) + 1))
+            if lo < first:
+                later.append((not_before, lo, first - 1))
+            if hi > last:
+                later.append((not_before, last + 1, hi))
+        heapq.heapify(fresh)
+        heapq.heapify(later)
+        self._fresh, self._later, self._tail = fresh, later, None
+        return sorted(taken)
+
     # -- the refill ---------------------------------------------------------------
+
+    def _pick(self, limit: int) -> list[tuple[int, int]]:
+        """Up to ``limit`` disk-only events to read back, as ranges, taken off the runs.
+
+        During an outage only events whose backoff ended go out, as probes; the rest of
+        the backlog waits for a success instead of churning through failed attempts.
+        """
+        spans: list[tuple[int, int]] = []
+        fresh, later = self._fresh, self._later
+        now = time.time()
+        while limit > 0:
+            if fresh and self._outage_since is None:
+                run = fresh[0]
+                lo, hi = run
+                top = min(hi, lo + limit - 1)
+                if top == hi:
+                    heapq.heappop(fresh)
+                    if run is self._tail:
+                        self._tail = None
+                else:
+                    run[0] = top + 1  # still the smallest: runs never overlap
+            elif later and later[0][0] <= now:
+                not_before, lo, hi = heapq.heappop(later)
+                top = min(hi, lo + limit - 1)
+                if top < hi:
+                    heapq.heappush(later, (not_before, top + 1, hi))
+            else:
+                break
+            spans.append((lo, top))
+            limit -= top - lo + 1
+        return spans
 
     async def _run_refill(self, admit: Admit, room: Callable[[], int]) -> None:
         carry = self._carry
@@ -453,17 +460,28 @@ class SqliteStore:
                 await asyncio.sleep(POLL)
                 continue
             self._backlog.clear()
+            spans = self._pick(min(space, PAGE))
+            if not spans:
+                # Nothing ready: sleep until the first backoff ends, or new work arrives.
+                ready = self._later[0][0] if self._later else None
+                wait = 1.0 if ready is None else min(max(ready - time.time(), 0.0), 1.0)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._backlog.wait(), wait)
+                continue
             try:
-                rows, ready = await self._writer.submit(_read_page(min(space, PAGE), self._waiting))
+                rows, missing = await self._writer.read(spans)
             except Exception:
+                # Not read: the events are still waiting where they were.
+                for lo, hi in spans:
+                    heapq.heappush(self._fresh, [lo, hi])
                 await asyncio.sleep(POLL)
                 continue
+            if missing:
+                counters.spooled -= missing
+                counters.drop("spool_error", missing)
+                logger.error(
+                    "htevents_async: %d spooled events were not found in %s", missing, self.path
+                )
             callbacks = self._callbacks
             for seq, body in rows:
                 carry.append((seq, (body, callbacks.pop(seq, None))))
-            if rows:
-                continue
-            # Nothing ready: sleep until the first backoff ends, or new work arrives.
-            wait = 1.0 if ready is None else min(max(ready - time.time(), 0.0), 1.0)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._backlog.wait(), wait)
