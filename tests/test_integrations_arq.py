@@ -11,7 +11,14 @@ import shutil
 
 import pytest
 from servers import redis_server
-from worker_support import ORDERS, by_order, expected_orders, worker
+from worker_support import (
+    ORDERS,
+    assert_every_order_charged,
+    by_order,
+    expected_orders,
+    worker,
+    worker_env,
+)
 
 from htevents_async._collector import LocalCollector
 
@@ -46,13 +53,11 @@ async def test_events_recorded_in_jobs_arrive_while_the_worker_runs(
 ) -> None:
     """With a short flush interval, every job's event reaches the collector before shutdown."""
     async with redis_server() as broker:
-        env = {"REDIS_URL": broker, "HT_COLLECTOR": collector.url, "HT_FLUSH_INTERVAL": "0.05"}
-        env["HT_WRITE_KEY"] = "example-key"
+        env = worker_env(broker, collector.url, 0.05)
         async with worker(ARGV, env):
             await _charge_all(broker)
             messages = await collector.wait_for(ORDERS)
-    assert by_order(messages) == expected_orders()
-    assert {m["event"] for m in messages} == {"Order charged"}
+    assert_every_order_charged(messages)
 
 
 async def test_sigterm_delivers_what_is_pending_before_the_worker_exits(
@@ -61,8 +66,7 @@ async def test_sigterm_delivers_what_is_pending_before_the_worker_exits(
     """Nothing is sent while the worker runs (one-hour flush interval); SIGTERM runs
     on_shutdown, which delivers every job's event before the process exits."""
     async with redis_server() as broker:
-        env = {"REDIS_URL": broker, "HT_COLLECTOR": collector.url, "HT_FLUSH_INTERVAL": "3600"}
-        env["HT_WRITE_KEY"] = "example-key"
+        env = worker_env(broker, collector.url, 3600)
         async with worker(ARGV, env) as process:
             await _charge_all(broker)
             assert collector.messages() == []

@@ -142,9 +142,7 @@ async def test_sigkill_mid_burst_delivers_everything_committed(tmp_path: Path) -
         child = await start_child("burst", str(tmp_path), server.url, "5000", "b")
         try:
             await read_line(child, "going", timeout=60)
-            await wait_for(
-                lambda: len(rows_so_far(tmp_path)) >= 5000, 60, "5000 events committed"
-            )
+            await wait_for(lambda: len(rows_so_far(tmp_path)) >= 5000, 60, "5000 events committed")
         finally:
             # Killed whatever happened: it records without end otherwise.
             child.send_signal(signal.SIGKILL)

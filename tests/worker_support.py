@@ -27,6 +27,22 @@ def expected_orders() -> list[str]:
     return [f"o{n}" for n in range(ORDERS)]
 
 
+def worker_env(broker: str, collector: str, flush_interval: float) -> dict[str, str]:
+    """What the example workers read: the broker, the collector, the flush interval, a key."""
+    return {
+        "REDIS_URL": broker,
+        "HT_COLLECTOR": collector,
+        "HT_FLUSH_INTERVAL": str(flush_interval),
+        "HT_WRITE_KEY": "example-key",
+    }
+
+
+def assert_every_order_charged(messages: list[dict[str, Any]]) -> None:
+    """Each submitted order arrived once, as the event the example jobs record."""
+    assert by_order(messages) == expected_orders()
+    assert {m["event"] for m in messages} == {"Order charged"}
+
+
 @contextlib.asynccontextmanager
 async def worker(
     argv: Sequence[str],
