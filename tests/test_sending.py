@@ -55,6 +55,11 @@ async def test_a_delivered_batch_resets_consecutive_failures(collector: LocalCol
     assert stats.last_error is None
 
 
+# Long enough that a loaded machine answers the status line within it (a shorter one
+# made the first attempt time out there and retry), short enough to wait out the body.
+STALL_TIMEOUT = 1.5
+
+
 @contextlib.asynccontextmanager
 async def stalling_server(
     status: int, *, stall: bool = True, bodies: list[bytes] | None = None
@@ -93,7 +98,7 @@ async def test_a_2xx_whose_body_stalls_is_delivered_once(status: int) -> None:
     """The status line is the answer: a body that never arrives does not make a 2xx a
     failure, and the batch is not sent again."""
     async with stalling_server(status) as (url, requests):
-        client = Client(WRITE_KEY, host=url, request_timeout=0.3, **FAST)
+        client = Client(WRITE_KEY, host=url, request_timeout=STALL_TIMEOUT, **FAST)
         async with client:
             await client.track(user_id="1", event="e")
             assert await client.flush(timeout=10) == 0
@@ -109,7 +114,7 @@ async def test_a_final_status_whose_body_stalls_is_not_retried() -> None:
         client = Client(
             WRITE_KEY,
             host=url,
-            request_timeout=0.3,
+            request_timeout=STALL_TIMEOUT,
             on_failure=lambda batch, error: failures.append(error),
             **FAST,
         )
