@@ -1,0 +1,119 @@
+"""The spool's writer thread and store driven directly, on real files: the bookkeeping of
+groups, acknowledgements and failures that whole-client tests reach only by timing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from htevents_async._spool._adopt import AdoptReport, own_file
+from htevents_async._spool._schema import fingerprint, waiting_spans
+from htevents_async._spool._writer import Writer
+
+PRINTS = fingerprint("segment", "http://127.0.0.1:1", "wk")
+
+
+class Sink:
+    """Records what the writer reports to the loop."""
+
+    def __init__(self) -> None:
+        self.hwm = 0
+        self.inserted = 0
+        self.broken: list[tuple[int, list[str], str]] = []
+        self.reports: list[AdoptReport] = []
+        self.committed_event = asyncio.Event()
+
+    def committed(self, hwm: int, inserted: int, used_bytes: int, text_bytes: int) -> None:
+        self.hwm = max(self.hwm, hwm)
+        self.inserted += inserted
+        self.committed_event.set()
+
+    def recovered(self, report: AdoptReport) -> None:
+        self.reports.append(report)
+
+    def broken(self, first: int, texts: list[str], reason: str) -> None:
+        self.broken.append((first, texts, reason))
+
+    def scanned(self) -> None:
+        pass
+
+
+def start_writer(directory: Path, sink: Sink, interval: float) -> Writer:
+    path, lock = own_file(str(directory))
+    return Writer(
+        path,
+        lock,
+        PRINTS,
+        synchronous="normal",
+        interval=interval,
+        loop=asyncio.get_running_loop(),
+        sink=sink,
+    )
+
+
+@contextlib.asynccontextmanager
+async def held(writer: Writer) -> AsyncIterator[None]:
+    """Keep the writer thread inside an operation of its own for the duration of the
+    block, so that whatever the block hands over is taken together afterwards."""
+    entered = threading.Event()
+    go_on = threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        entered.set()
+        go_on.wait()
+
+    done = writer.submit(hold)
+    await asyncio.to_thread(entered.wait)
+    try:
+        yield
+    finally:
+        go_on.set()
+        await done
+
+
+def exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def file_state(path: str) -> tuple[list[tuple[int, int]], int]:
+    conn = sqlite3.connect(path)
+    try:
+        spans = waiting_spans(conn)
+        live = int(conn.execute("SELECT TOTAL(live) FROM groups").fetchone()[0])
+    finally:
+        conn.close()
+    return spans, live
+
+
+async def test_group_acknowledged_in_part_before_it_is_written_keeps_the_rest(
+    tmp_path: Path,
+) -> None:
+    """Events delivered before the writer took their group are counted down once: the
+    rest of the group stays waiting, its live count equal to what the file still holds."""
+    sink = Sink()
+    writer = start_writer(tmp_path, sink, interval=0.0)
+    async with held(writer):
+        # The thread is busy: the events and their acknowledgement make one group.
+        for seq in range(1, 151):
+            writer.insert(seq, f'{{"n": {seq}}}')
+        writer.acknowledge(list(range(1, 101)))
+    await writer.submit(lambda conn: None)
+    assert sink.hwm == 150
+    assert not sink.broken
+    spans, live = file_state(writer.path)
+    assert spans == [(101, 150)]
+    assert live == 50
+    rows, missing = await writer.read([(101, 150)])
+    assert missing == 0
+    assert [seq for seq, _ in rows] == list(range(101, 151))
+    # Delivering the rest finishes the group: it goes, and the file is removed on close.
+    writer.acknowledge(list(range(101, 151)))
+    await writer.submit(lambda conn: None)
+    assert file_state(writer.path) == ([], 0)
+    await writer.stop()
+    assert not exists(writer.path)
