@@ -8,12 +8,16 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from htevents_async._batch import Entry
+from htevents_async._logging import RateLimitedLog
+from htevents_async._spool import SqliteStore
 from htevents_async._spool._adopt import AdoptReport, own_file
 from htevents_async._spool._schema import fingerprint, waiting_spans
 from htevents_async._spool._writer import Writer
+from htevents_async._stats import Counters
 
 PRINTS = fingerprint("segment", "http://127.0.0.1:1", "wk")
 
@@ -57,13 +61,18 @@ def start_writer(directory: Path, sink: Sink, interval: float) -> Writer:
 
 
 @contextlib.asynccontextmanager
-async def held(writer: Writer) -> AsyncIterator[None]:
-    """Keep the writer thread inside an operation of its own for the duration of the
-    block, so that whatever the block hands over is taken together afterwards."""
+async def held(
+    writer: Writer, first: Callable[[sqlite3.Connection], None] | None = None
+) -> AsyncIterator[None]:
+    """Keep the writer thread inside an operation of its own (which runs ``first``) for
+    the duration of the block, so that whatever the block hands over is taken together
+    afterwards."""
     entered = threading.Event()
     go_on = threading.Event()
 
     def hold(conn: sqlite3.Connection) -> None:
+        if first is not None:
+            first(conn)
         entered.set()
         go_on.wait()
 
@@ -117,3 +126,67 @@ async def test_group_acknowledged_in_part_before_it_is_written_keeps_the_rest(
     assert file_state(writer.path) == ([], 0)
     await writer.stop()
     assert not exists(writer.path)
+
+
+def make_store(directory: Path, counters: Counters) -> SqliteStore:
+    return SqliteStore(
+        str(directory),
+        url="http://127.0.0.1:1",
+        write_key="wk",
+        protocol="segment",
+        counters=counters,
+        warnings=RateLimitedLog(),
+        max_bytes=1 << 30,
+        synchronous="normal",
+        commit_interval=0.0,
+        backoff=0.01,
+    )
+
+
+def cap_file(conn: sqlite3.Connection) -> None:
+    """From now on the file cannot grow: the next group fails with SQLITE_FULL."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+async def test_events_read_back_in_the_transaction_that_fails_are_handed_back(
+    tmp_path: Path,
+) -> None:
+    """Disk-only events the refill reads back in the same transaction as their own group:
+    the file fills up, the transaction fails, and each event goes to the queue or meets
+    overflow, none left counted as spooled with no copy anywhere."""
+    counters = Counters()
+    store = make_store(tmp_path, counters)
+    queued: list[Entry] = []
+    dropped: list[tuple[list[Entry], str]] = []
+
+    def admit(entry: Entry) -> bool:
+        if len(queued) >= 5:
+            return False
+        queued.append(entry)
+        return True
+
+    store.start(admit, lambda: 100, lambda entries, reason: dropped.append((entries, reason)))
+    await store.wait_scanned()
+    writer = store._writer
+    texts = [f'{{"n": {i}, "pad": "{"x" * 5000}"}}' for i in range(20)]
+    async with held(writer, cap_file):
+        for text in texts:
+            # The queue had no room for them: on disk only.
+            assert store.accept((text, None), queued=False)
+        # The refill picks them and asks for them in the transaction that writes them.
+        for _ in range(1000):
+            if writer._ops:
+                break
+            await asyncio.sleep(0.001)
+        assert writer._ops, "the refill asked for the events"
+    # The failed transaction is reported, then the read's error reaches the refill,
+    # which ends: the file is no longer read.
+    assert store._refill is not None
+    await asyncio.wait_for(store._refill, 30)
+    assert store._broken
+    await store.aclose(timeout=5)
+    handed = [entry[0] for entry in queued] + [e[0] for es, _ in dropped for e in es]
+    assert sorted(handed) == sorted(texts)
+    assert {reason for _, reason in dropped} == {"spool_error"}
+    assert counters.spooled == 0

@@ -103,6 +103,9 @@ class SqliteStore:
         self._fresh: list[list[int]] = []
         self._tail: list[int] | None = None
         self._later: list[tuple[float, int, int]] = []
+        # Runs the refill is reading back: in no heap until the read returns, and still
+        # disk-only (a group that never reaches the file hands them back to ``broken``).
+        self._reading: list[tuple[int, int]] = []
         # When the current outage began (the first batch kept after its retries ran
         # out since the collector last answered); ``None`` while it answers.
         self._outage_since: float | None = None
@@ -396,9 +399,20 @@ class SqliteStore:
                 later.append((not_before, lo, first - 1))
             if hi > last:
                 later.append((not_before, last + 1, hi))
+        reading: list[tuple[int, int]] = []
+        for lo, hi in self._reading:
+            if hi < first or lo > last:
+                reading.append((lo, hi))
+                continue
+            taken.extend(range(max(lo, first), min(hi, last) + 1))
+            if lo < first:
+                reading.append((lo, first - 1))
+            if hi > last:
+                reading.append((last + 1, hi))
         heapq.heapify(fresh)
         heapq.heapify(later)
         self._fresh, self._later, self._tail = fresh, later, None
+        self._reading = reading
         return sorted(taken)
 
     # -- the refill ---------------------------------------------------------------
@@ -468,14 +482,18 @@ class SqliteStore:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._backlog.wait(), wait)
                 continue
+            self._reading = spans
             try:
                 rows, missing = await self._writer.read(spans)
             except Exception:
-                # Not read: the events are still waiting where they were.
-                for lo, hi in spans:
+                # Not read: the events are still waiting where they were, except those
+                # ``broken`` took back because their group never reached the file.
+                reading, self._reading = self._reading, []
+                for lo, hi in reading:
                     heapq.heappush(self._fresh, [lo, hi])
                 await asyncio.sleep(POLL)
                 continue
+            self._reading = []
             if missing:
                 counters.spooled -= missing
                 counters.drop("spool_error", missing)
