@@ -14,8 +14,14 @@ from pathlib import Path
 from htevents_async._batch import Entry
 from htevents_async._logging import RateLimitedLog
 from htevents_async._spool import SqliteStore
-from htevents_async._spool._adopt import AdoptReport, own_file
-from htevents_async._spool._schema import fingerprint, waiting_spans
+from htevents_async._spool._adopt import ASIDE, AdoptReport, adopt_all, own_file
+from htevents_async._spool._schema import (
+    append_group,
+    connect,
+    fingerprint,
+    initialise,
+    waiting_spans,
+)
 from htevents_async._spool._writer import Writer
 from htevents_async._stats import Counters
 
@@ -190,3 +196,45 @@ async def test_events_read_back_in_the_transaction_that_fails_are_handed_back(
     assert sorted(handed) == sorted(texts)
     assert {reason for _, reason in dropped} == {"spool_error"}
     assert counters.spooled == 0
+
+
+def dead_file(directory: Path, count: int) -> str:
+    """A spool file its owner left behind with ``count`` events waiting (no lock held)."""
+    path = str(directory / "spool-dead-1-0000.db")
+    conn = connect(path, create=True)
+    try:
+        initialise(conn, path, PRINTS, "normal")
+        conn.execute("BEGIN IMMEDIATE")
+        append_group(conn, [f'{{"n": {i}, "pad": "{"y" * 500}"}}' for i in range(count)], 1.0)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return path
+
+
+def test_our_file_full_during_adoption_leaves_the_dead_file_for_the_next_scan(
+    tmp_path: Path,
+) -> None:
+    """Our own file cannot take the copy: the other file is intact, so it is neither moved
+    aside nor removed, and a later scan with room adopts it whole."""
+    source = dead_file(tmp_path, 200)
+    own_path = str(tmp_path / "spool-own.db")
+    own = connect(own_path, create=True)
+    try:
+        initialise(own, own_path, PRINTS, "normal")
+        cap_file(own)
+        report = adopt_all(own, own_path, PRINTS, 1)
+        assert report.aside == []
+        assert report.events == 0
+        assert os.path.exists(source)
+        assert not os.path.exists(tmp_path / ASIDE)
+        # No transaction left open by the failed copy.
+        assert own.in_transaction is False
+
+        own.execute("PRAGMA max_page_count = 1073741823")
+        report = adopt_all(own, own_path, PRINTS, 1)
+        assert report.events == 200
+        assert not os.path.exists(source)
+        assert sum(hi - lo + 1 for lo, hi in waiting_spans(own)) == 200
+    finally:
+        own.close()

@@ -48,6 +48,11 @@ class AdoptReport:
     aside: list[str] = attrs.Factory(list)
 
 
+class _NotCopied(Exception):
+    """Writing the copy into our own file failed (full, I/O error, busy): the source file
+    is intact and stays where it is for the next scan."""
+
+
 def own_file(directory: str) -> tuple[str, FileLock]:
     """Create and lock a fresh file name of ours; ``ConfigError`` if the directory will not do."""
     try:
@@ -124,8 +129,13 @@ def _copy(
                 stored.get("url", "?"),
             )
             return None
-        own.execute("BEGIN IMMEDIATE")
+        # Everything that reads the source is checked before our transaction begins, so
+        # that an error inside it is ours (our file full, say), never the source's.
+        problem = own.execute("PRAGMA src.quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {problem}")
         try:
+            own.execute("BEGIN IMMEDIATE")
             # A file of the previous format is regrouped first (we hold its lock).
             upgrade(own, "src")
             low, high = own.execute("SELECT MIN(first), MAX(last) FROM src.groups").fetchone()
@@ -164,8 +174,12 @@ def _copy(
                 "ORDER BY id"
             ).rowcount
             own.execute("COMMIT")
-        except BaseException:
-            own.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite may have rolled back on its own already (SQLITE_FULL does).
+            with contextlib.suppress(sqlite3.Error):
+                own.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _NotCopied(str(exc)) from exc
             raise
         return spans, floor, int(dead)
 
@@ -202,6 +216,13 @@ def adopt_all(
                 continue
             try:
                 copied = _copy(own, path, prints, report.floor)
+            except _NotCopied as exc:
+                logger.warning(
+                    "htevents_async: spool file %s not adopted yet, tried again later: %s",
+                    path,
+                    exc,
+                )
+                continue
             except sqlite3.DatabaseError as exc:
                 report.aside.append(move_aside(path, f"unreadable ({exc})"))
                 lock.release(unlink=True)
