@@ -238,3 +238,21 @@ def test_our_file_full_during_adoption_leaves_the_dead_file_for_the_next_scan(
         assert sum(hi - lo + 1 for lo, hi in waiting_spans(own)) == 200
     finally:
         own.close()
+
+
+async def test_commit_counts_events_accepted_after_the_file_broke(tmp_path: Path) -> None:
+    """Once the file has failed, commit() still answers how many events accepted before
+    the call are not in the file, those kept in memory since included."""
+    store = make_store(tmp_path, Counters())
+    await store.wait_scanned()
+    await store._writer.submit(cap_file)
+    pad = "z" * 5000
+    for i in range(3):
+        assert store.accept((f'{{"n": {i}, "pad": "{pad}"}}', None), queued=True)
+    # Their group does not fit: the file breaks and commit() returns at once.
+    assert await store.commit(timeout=30) == 3
+    assert store._broken
+    for i in range(4):
+        assert store.accept((f'{{"m": {i}}}', None), queued=True)
+    assert await store.commit(timeout=30) == 7
+    await store.aclose(timeout=5)

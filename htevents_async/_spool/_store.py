@@ -98,6 +98,9 @@ class SqliteStore:
         self._handed_disk = 0
         self._disk_lag: collections.deque[tuple[int, int]] = collections.deque()
         self._broken = False
+        # Events accepted into memory after the file broke: they never get a sequence,
+        # so commit() counts them apart.
+        self._unsaved = 0
         # Disk-only events, as runs of sequences: ready now (a heap by ``lo``; ``_tail``
         # is the run new ones extend), and waiting out a backoff (by time, then ``lo``).
         self._fresh: list[list[int]] = []
@@ -143,7 +146,9 @@ class SqliteStore:
     def accept(self, entry: Entry, queued: bool) -> bool:
         """Hand the event to the writer; one the queue did not take stays on disk only."""
         if queued:
-            if not self._broken:
+            if self._broken:
+                self._unsaved += 1
+            else:
                 seq = self._seq = self._seq + 1
                 self._ids[id(entry)] = seq
                 self._writer.insert(seq, entry[0])
@@ -284,15 +289,17 @@ class SqliteStore:
                 return left + self._counters.spooled
 
     async def commit(self, timeout: float) -> int:
-        """Wait until every event accepted before the call is committed to the file."""
+        """Wait until every event accepted before the call is committed to the file; returns
+        how many of them are not (those accepted after the file broke included)."""
         target = self._seq
+        unsaved = self._unsaved
         if self._hwm >= target or self._broken:
-            return max(target - self._hwm, 0)
+            return max(target - self._hwm, 0) + unsaved
         future: asyncio.Future[None] = self._loop.create_future()
         self._commit_waiters.append((target, future))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(future), timeout)
-        return max(target - self._hwm, 0)
+        return max(target - self._hwm, 0) + unsaved
 
     async def aclose(self, timeout: float) -> None:
         """Stop the refill and let the writer commit the last group and close the file."""
