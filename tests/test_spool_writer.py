@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import pytest
+
 from htevents_async._batch import Entry
 from htevents_async._logging import RateLimitedLog
-from htevents_async._spool import SqliteStore
+from htevents_async._spool import SqliteStore, _adopt
 from htevents_async._spool._adopt import ASIDE, AdoptReport, adopt_all, own_file
+from htevents_async._spool._locks import lock_path
 from htevents_async._spool._schema import (
     append_group,
     connect,
@@ -198,12 +202,14 @@ async def test_events_read_back_in_the_transaction_that_fails_are_handed_back(
     assert counters.spooled == 0
 
 
-def dead_file(directory: Path, count: int) -> str:
+def dead_file(
+    directory: Path, count: int, name: str = "spool-dead-1-0000.db", prints: dict[str, str] = PRINTS
+) -> str:
     """A spool file its owner left behind with ``count`` events waiting (no lock held)."""
-    path = str(directory / "spool-dead-1-0000.db")
+    path = str(directory / name)
     conn = connect(path, create=True)
     try:
-        initialise(conn, path, PRINTS, "normal")
+        initialise(conn, path, prints, "normal")
         conn.execute("BEGIN IMMEDIATE")
         append_group(conn, [f'{{"n": {i}, "pad": "{"y" * 500}"}}' for i in range(count)], 1.0)
         conn.execute("COMMIT")
@@ -256,3 +262,80 @@ async def test_commit_counts_events_accepted_after_the_file_broke(tmp_path: Path
         assert store.accept((f'{{"m": {i}}}', None), queued=True)
     assert await store.commit(timeout=30) == 7
     await store.aclose(timeout=5)
+
+
+def own_file_in(directory: Path) -> tuple[str, sqlite3.Connection]:
+    own_path = str(directory / "spool-own.db")
+    own = connect(own_path, create=True)
+    initialise(own, own_path, PRINTS, "normal")
+    return own_path, own
+
+
+def test_one_failing_file_does_not_end_the_scan(tmp_path: Path) -> None:
+    """A file whose lock cannot even be opened is logged and left; the files before and
+    after it in the same scan are adopted and reported."""
+    first = dead_file(tmp_path, 10, "spool-a.db")
+    failing = dead_file(tmp_path, 20, "spool-b.db")
+    last = dead_file(tmp_path, 30, "spool-c.db")
+    # Its sidecar lock is a directory: opening it fails with an OSError.
+    os.mkdir(lock_path(failing))
+    own_path, own = own_file_in(tmp_path)
+    try:
+        report = adopt_all(own, own_path, PRINTS, 1, set())
+        assert report.events == 40
+        assert sorted(report.files) == [first, last]
+        assert os.path.exists(failing)
+        assert sum(hi - lo + 1 for lo, hi in waiting_spans(own)) == 40
+        # Once it can be locked, the next scan takes it.
+        os.rmdir(lock_path(failing))
+        report = adopt_all(own, own_path, PRINTS, 1, set())
+        assert report.files == [failing]
+        assert report.events == 20
+    finally:
+        own.close()
+
+
+def test_a_file_copied_but_not_removed_is_never_copied_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removing an adopted file fails (as root nothing refuses an unlink here, so the
+    failure is injected): its events are reported once, and later scans of this process
+    leave it alone rather than copy its events a second time."""
+    source = dead_file(tmp_path, 25)
+
+    def refuse(path: str) -> None:
+        raise PermissionError(f"cannot remove {path}")
+
+    monkeypatch.setattr(_adopt, "remove", refuse)
+    own_path, own = own_file_in(tmp_path)
+    skip: set[str] = set()
+    try:
+        report = adopt_all(own, own_path, PRINTS, 1, skip)
+        assert report.events == 25
+        assert report.files == [source]
+        assert os.path.exists(source)
+        report = adopt_all(own, own_path, PRINTS, 1, skip)
+        assert report.events == 0
+        assert sum(hi - lo + 1 for lo, hi in waiting_spans(own)) == 25
+    finally:
+        own.close()
+
+
+def test_another_clients_file_is_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file for another key is left alone, with one warning for the life of the
+    process rather than one per scan."""
+    other = fingerprint("segment", "http://127.0.0.1:1", "another key")
+    foreign = dead_file(tmp_path, 5, prints=other)
+    own_path, own = own_file_in(tmp_path)
+    skip: set[str] = set()
+    try:
+        with caplog.at_level(logging.WARNING, logger="htevents_async"):
+            for _ in range(3):
+                assert adopt_all(own, own_path, PRINTS, 1, skip).events == 0
+    finally:
+        own.close()
+    assert os.path.exists(foreign)
+    warnings = [r for r in caplog.records if "another protocol" in r.getMessage()]
+    assert len(warnings) == 1

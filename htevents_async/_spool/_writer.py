@@ -185,6 +185,8 @@ class Writer:
         self._written = 0
         # Adopted events are numbered below every sequence this file ever used.
         self._floor = 1
+        # Files adoption must not look at again (another client's, or copied already).
+        self._skip: set[str] = set()
         self._commits = 0
         # The last group read back: the refill reads a group's events in order.
         self._cached: tuple[int, int, list[str]] | None = None
@@ -296,7 +298,7 @@ class Writer:
         if self._conn is None:
             return
         try:
-            report = adopt_all(self._conn, self.path, self._prints, self._floor)
+            report = adopt_all(self._conn, self.path, self._prints, self._floor, self._skip)
         except Exception:
             logger.exception("htevents_async: scanning the spool directory failed")
             return
