@@ -38,7 +38,7 @@ class Sink:
     def __init__(self) -> None:
         self.hwm = 0
         self.inserted = 0
-        self.broken: list[tuple[int, list[str], str]] = []
+        self.failures: list[tuple[int, list[str], str]] = []
         self.reports: list[AdoptReport] = []
         self.committed_event = asyncio.Event()
 
@@ -51,7 +51,7 @@ class Sink:
         self.reports.append(report)
 
     def broken(self, first: int, texts: list[str], reason: str) -> None:
-        self.broken.append((first, texts, reason))
+        self.failures.append((first, texts, reason))
 
     def scanned(self) -> None:
         pass
@@ -123,7 +123,7 @@ async def test_group_acknowledged_in_part_before_it_is_written_keeps_the_rest(
         writer.acknowledge(list(range(1, 101)))
     await writer.submit(lambda conn: None)
     assert sink.hwm == 150
-    assert not sink.broken
+    assert not sink.failures
     spans, live = file_state(writer.path)
     assert spans == [(101, 150)]
     assert live == 50
@@ -339,3 +339,29 @@ def test_another_clients_file_is_reported_once(
     assert os.path.exists(foreign)
     warnings = [r for r in caplog.records if "another protocol" in r.getMessage()]
     assert len(warnings) == 1
+
+
+async def test_an_unexpected_error_in_the_writer_fails_its_work_and_keeps_serving(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A text SQLite cannot take (a lone surrogate fails to encode, not a sqlite3 error)
+    raises inside the writer thread: the error is logged, the group is handed back as
+    never written, every operation's future is resolved, and stop() still ends it."""
+    sink = Sink()
+    writer = start_writer(tmp_path, sink, interval=0.0)
+    with caplog.at_level(logging.ERROR, logger="htevents_async"):
+        async with held(writer):
+            writer.insert(1, '{"ok": 1}')
+            writer.insert(2, '{"bad": "\ud800"}')
+            taken = writer.submit(lambda conn: "never")
+        with pytest.raises(UnicodeEncodeError):
+            await taken
+        # Later work is answered too, now that the file is given up.
+        with pytest.raises(RuntimeError, match="not writable"):
+            await writer.submit(lambda conn: "later")
+        await asyncio.wait_for(writer.stop(), 30)
+    assert [(first, texts) for first, texts, _ in sink.failures] == [
+        (1, ['{"ok": 1}', '{"bad": "\ud800"}'])
+    ]
+    assert "the spool writer failed" in caplog.text
+    assert not writer._thread.is_alive()
