@@ -789,9 +789,10 @@ class Client:
         """Wait until every event recorded before the call is committed to the spool.
 
         Returns how many of them are not yet committed when ``timeout`` seconds
-        (default ``Config.flush_timeout``) have passed, ``0`` when all are. A
-        committed event is delivered even if the process dies right after (see
-        ``Config.spool``). Without a spool nothing is ever durable and this
+        (default ``Config.flush_timeout``) have passed, ``0`` when all are. Once
+        the spool file has failed, it returns at once, counting the events kept
+        in memory since then. A committed event is delivered even if the process
+        dies right after (see ``Config.spool``). Without a spool nothing is ever durable and this
         returns 0 at once: use :meth:`flush` to wait for delivery instead.
         """
         seconds = _timeout_seconds("commit", timeout, self._config.flush_timeout)

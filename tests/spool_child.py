@@ -5,6 +5,9 @@
 
 * ``commit-kill``: record COUNT events, ``commit()``, print how many were
   committed, then SIGKILL itself.
+* ``steady-kill``: record COUNT events a few at a time, letting the loop run between
+  them as a busy server's would (deliveries come back while groups are still being
+  gathered), then as ``commit-kill``.
 * ``burst``: record events without end, printing ``going`` once COUNT are in;
   the test kills it.
 * ``outage``: record COUNT events while the collector is down and print
@@ -90,6 +93,13 @@ async def main(mode: str, directory: str, url: str, count: int, prefix: str) -> 
     async with client:
         if mode == "commit-kill":
             await _record(client, count, prefix)
+            left = await client.commit(timeout=120)
+            _say(committed=count - left, statistics=attrs.asdict(client.statistics()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif mode == "steady-kill":
+            for start in range(0, count, 20):
+                await _record(client, min(20, count - start), prefix, start)
+                await asyncio.sleep(0.001)
             left = await client.commit(timeout=120)
             _say(committed=count - left, statistics=attrs.asdict(client.statistics()))
             os.kill(os.getpid(), signal.SIGKILL)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultserver import FaultServer
+from faultserver import Action, FaultServer, ReceivedRequest, Respond
 from support import assert_accounted, client_for
 
 from htevents_async._batch import message_id_of
@@ -157,6 +157,50 @@ async def test_sigkill_mid_burst_delivers_everything_committed(tmp_path: Path) -
     assert len(committed) >= 5000
     assert sorted(delivered) == sorted(committed)
     assert stats.recovered == len(committed)
+
+
+async def test_sigkill_after_commit_with_the_collector_up_loses_nothing(tmp_path: Path) -> None:
+    """Recorded while the collector answers: batches are acknowledged while their groups
+    are still being written. Then the collector stops answering, the child commits and is
+    killed; a second process delivers the rest. Every event arrives; one arrives twice only
+    if the first process had it delivered and was killed before recording that."""
+    count = 5000
+    state = {"phase": "child"}
+
+    def script(request: ReceivedRequest) -> Action:
+        ids = request.message_ids
+        if state["phase"] == "survivor" or not ids:
+            return Respond(200)
+        # Two batches in three delivered at once, the third refused for as long as the
+        # child lives: groups are partly delivered before they are written, and the rest
+        # of them must stay in the file.
+        return Respond(200) if int(ids[0].split("-")[1]) // 100 % 3 else Respond(503)
+
+    async with FaultServer(start_down=False) as server:
+        server.script = script
+        child = await start_child("steady-kill", str(tmp_path), server.url, str(count), "u")
+        report = await read_line(child, "committed", timeout=120)
+        assert await child.wait() == -signal.SIGKILL
+        assert report["committed"] == count
+        by_child = set(server.delivered_ids())
+        assert by_child, "the collector answered some of the child's batches"
+        state["phase"] = "survivor"
+        first_survivor_request = len(server.requests)
+        survivor = client_for(server.url, spool=str(tmp_path), max_batch_size=500)
+        async with survivor:
+            assert await survivor.flush(timeout=120) == 0
+            stats = survivor.statistics()
+        by_survivor = [
+            mid
+            for request in server.requests[first_survivor_request:]
+            if request.answered_2xx
+            for mid in request.message_ids
+        ]
+    assert by_child | set(by_survivor) == {f"u-{i}" for i in range(count)}
+    assert len(by_survivor) == len(set(by_survivor))
+    assert stats.failed == 0
+    assert_accounted(stats)
+    assert db_files(tmp_path) == []
 
 
 @pytest.mark.timeout(900)

@@ -48,6 +48,11 @@ class AdoptReport:
     aside: list[str] = attrs.Factory(list)
 
 
+class _NotCopied(Exception):
+    """Writing the copy into our own file failed (full, I/O error, busy): the source file
+    is intact and stays where it is for the next scan."""
+
+
 def own_file(directory: str) -> tuple[str, FileLock]:
     """Create and lock a fresh file name of ours; ``ConfigError`` if the directory will not do."""
     try:
@@ -124,8 +129,13 @@ def _copy(
                 stored.get("url", "?"),
             )
             return None
-        own.execute("BEGIN IMMEDIATE")
+        # Everything that reads the source is checked before our transaction begins, so
+        # that an error inside it is ours (our file full, say), never the source's.
+        problem = own.execute("PRAGMA src.quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {problem}")
         try:
+            own.execute("BEGIN IMMEDIATE")
             # A file of the previous format is regrouped first (we hold its lock).
             upgrade(own, "src")
             low, high = own.execute("SELECT MIN(first), MAX(last) FROM src.groups").fetchone()
@@ -164,8 +174,12 @@ def _copy(
                 "ORDER BY id"
             ).rowcount
             own.execute("COMMIT")
-        except BaseException:
-            own.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite may have rolled back on its own already (SQLITE_FULL does).
+            with contextlib.suppress(sqlite3.Error):
+                own.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _NotCopied(str(exc)) from exc
             raise
         return spans, floor, int(dead)
 
@@ -184,44 +198,29 @@ def read_fingerprint_of(own: sqlite3.Connection) -> dict[str, str]:
 
 
 def adopt_all(
-    own: sqlite3.Connection, own_path: str, prints: dict[str, str], floor: int
+    own: sqlite3.Connection,
+    own_path: str,
+    prints: dict[str, str],
+    floor: int,
+    skip: set[str] | None = None,
 ) -> AdoptReport:
     """Adopt every file in our directory that no live process holds; our file's
-    sequences in use start at ``floor``."""
+    sequences in use start at ``floor``.
+
+    ``skip`` (kept by the caller from one scan to the next) holds the files never to
+    look at again: those for another client, and those copied already but not removed.
+    A file that fails is logged and left; the scan goes on with the others."""
     report = AdoptReport(floor)
+    if skip is None:
+        skip = set()
     for path in spool_files(os.path.dirname(own_path)):
-        if path == own_path:
-            continue
-        lock = try_lock(lock_path(path))
-        if lock is None:
+        if path == own_path or path in skip:
             continue
         try:
-            if not os.path.exists(path):
-                # Its adopter removed it, or its owner died before creating it.
-                lock.release(unlink=True)
-                continue
-            try:
-                copied = _copy(own, path, prints, report.floor)
-            except sqlite3.DatabaseError as exc:
-                report.aside.append(move_aside(path, f"unreadable ({exc})"))
-                lock.release(unlink=True)
-                continue
-            except Exception as exc:  # FutureFormatError and the like
-                report.aside.append(move_aside(path, str(exc)))
-                lock.release(unlink=True)
-                continue
-            if copied is None:
-                lock.release()
-                continue
-            remove(path)
-            lock.release(unlink=True)
-            spans, report.floor, dead = copied
-            report.spans = spans + report.spans
-            report.events += sum(hi - lo + 1 for lo, hi in spans)
-            report.dead_letters += dead
-            report.files.append(path)
-        finally:
-            lock.release()
+            _adopt_one(own, path, prints, report, skip)
+        except Exception:
+            # The file stays where it is; the next scan tries it again.
+            logger.exception("htevents_async: adopting spool file %s failed", path)
     if report.events or report.dead_letters:
         logger.info(
             "htevents_async: adopted %d events and %d dead letters from %d spool files",
@@ -230,3 +229,54 @@ def adopt_all(
             len(report.files),
         )
     return report
+
+
+def _adopt_one(
+    own: sqlite3.Connection,
+    path: str,
+    prints: dict[str, str],
+    report: AdoptReport,
+    skip: set[str],
+) -> None:
+    lock = try_lock(lock_path(path))
+    if lock is None:
+        return
+    try:
+        if not os.path.exists(path):
+            # Its adopter removed it, or its owner died before creating it.
+            lock.release(unlink=True)
+            return
+        try:
+            copied = _copy(own, path, prints, report.floor)
+        except _NotCopied as exc:
+            logger.warning(
+                "htevents_async: spool file %s not adopted yet, tried again later: %s",
+                path,
+                exc,
+            )
+            return
+        except sqlite3.DatabaseError as exc:
+            report.aside.append(move_aside(path, f"unreadable ({exc})"))
+            lock.release(unlink=True)
+            return
+        except Exception as exc:  # FutureFormatError and the like
+            report.aside.append(move_aside(path, str(exc)))
+            lock.release(unlink=True)
+            return
+        if copied is None:
+            # Another client's: said once, then left alone.
+            skip.add(path)
+            return
+        # Committed into our file: the report says so whatever happens to the old one.
+        spans, report.floor, dead = copied
+        report.spans = spans + report.spans
+        report.events += sum(hi - lo + 1 for lo, hi in spans)
+        report.dead_letters += dead
+        report.files.append(path)
+        # Copied once only: if it cannot be removed, this process never copies it again.
+        skip.add(path)
+        remove(path)
+        skip.discard(path)
+        lock.release(unlink=True)
+    finally:
+        lock.release()

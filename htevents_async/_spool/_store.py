@@ -98,11 +98,17 @@ class SqliteStore:
         self._handed_disk = 0
         self._disk_lag: collections.deque[tuple[int, int]] = collections.deque()
         self._broken = False
+        # Events accepted into memory after the file broke: they never get a sequence,
+        # so commit() counts them apart.
+        self._unsaved = 0
         # Disk-only events, as runs of sequences: ready now (a heap by ``lo``; ``_tail``
         # is the run new ones extend), and waiting out a backoff (by time, then ``lo``).
         self._fresh: list[list[int]] = []
         self._tail: list[int] | None = None
         self._later: list[tuple[float, int, int]] = []
+        # Runs the refill is reading back: in no heap until the read returns, and still
+        # disk-only (a group that never reaches the file hands them back to ``broken``).
+        self._reading: list[tuple[int, int]] = []
         # When the current outage began (the first batch kept after its retries ran
         # out since the collector last answered); ``None`` while it answers.
         self._outage_since: float | None = None
@@ -140,7 +146,9 @@ class SqliteStore:
     def accept(self, entry: Entry, queued: bool) -> bool:
         """Hand the event to the writer; one the queue did not take stays on disk only."""
         if queued:
-            if not self._broken:
+            if self._broken:
+                self._unsaved += 1
+            else:
                 seq = self._seq = self._seq + 1
                 self._ids[id(entry)] = seq
                 self._writer.insert(seq, entry[0])
@@ -281,15 +289,17 @@ class SqliteStore:
                 return left + self._counters.spooled
 
     async def commit(self, timeout: float) -> int:
-        """Wait until every event accepted before the call is committed to the file."""
+        """Wait until every event accepted before the call is committed to the file; returns
+        how many of them are not (those accepted after the file broke included)."""
         target = self._seq
+        unsaved = self._unsaved
         if self._hwm >= target or self._broken:
-            return max(target - self._hwm, 0)
+            return max(target - self._hwm, 0) + unsaved
         future: asyncio.Future[None] = self._loop.create_future()
         self._commit_waiters.append((target, future))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(future), timeout)
-        return max(target - self._hwm, 0)
+        return max(target - self._hwm, 0) + unsaved
 
     async def aclose(self, timeout: float) -> None:
         """Stop the refill and let the writer commit the last group and close the file."""
@@ -396,9 +406,20 @@ class SqliteStore:
                 later.append((not_before, lo, first - 1))
             if hi > last:
                 later.append((not_before, last + 1, hi))
+        reading: list[tuple[int, int]] = []
+        for lo, hi in self._reading:
+            if hi < first or lo > last:
+                reading.append((lo, hi))
+                continue
+            taken.extend(range(max(lo, first), min(hi, last) + 1))
+            if lo < first:
+                reading.append((lo, first - 1))
+            if hi > last:
+                reading.append((last + 1, hi))
         heapq.heapify(fresh)
         heapq.heapify(later)
         self._fresh, self._later, self._tail = fresh, later, None
+        self._reading = reading
         return sorted(taken)
 
     # -- the refill ---------------------------------------------------------------
@@ -468,14 +489,18 @@ class SqliteStore:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._backlog.wait(), wait)
                 continue
+            self._reading = spans
             try:
                 rows, missing = await self._writer.read(spans)
             except Exception:
-                # Not read: the events are still waiting where they were.
-                for lo, hi in spans:
+                # Not read: the events are still waiting where they were, except those
+                # ``broken`` took back because their group never reached the file.
+                reading, self._reading = self._reading, []
+                for lo, hi in reading:
                     heapq.heappush(self._fresh, [lo, hi])
                 await asyncio.sleep(POLL)
                 continue
+            self._reading = []
             if missing:
                 counters.spooled -= missing
                 counters.drop("spool_error", missing)

@@ -185,6 +185,8 @@ class Writer:
         self._written = 0
         # Adopted events are numbered below every sequence this file ever used.
         self._floor = 1
+        # Files adoption must not look at again (another client's, or copied already).
+        self._skip: set[str] = set()
         self._commits = 0
         # The last group read back: the refill reads a group's events in order.
         self._cached: tuple[int, int, list[str]] | None = None
@@ -192,6 +194,9 @@ class Writer:
         self._conn: sqlite3.Connection | None = None
         self._page_size = 4096
         self._broken = False
+        # What the thread took for the group it is applying, failed if it crashes.
+        self._taken: tuple[int, list[str], list[tuple[Op, asyncio.Future[Any]]]] | None = None
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name="htevents_async spool", daemon=True)
         self._thread.start()
 
@@ -257,9 +262,41 @@ class Writer:
         self._conn = conn
 
     def _run(self) -> None:
-        self._open()
-        self._adopt()
+        try:
+            self._open()
+            self._adopt()
+        except Exception as exc:
+            self._crash(exc)
         self._post(self._sink.scanned)
+        # After an unexpected error the file is given up and serving goes on without
+        # it: every future is still resolved, and stop() still ends the thread.
+        while True:
+            try:
+                self._serve()
+                return
+            except Exception as exc:
+                if not self._crash(exc):
+                    return
+
+    def _crash(self, exc: Exception) -> bool:
+        """Give the file up after an unexpected error, failing what was taken with it;
+        whether the thread should carry on."""
+        logger.error("htevents_async: the spool writer failed", exc_info=exc)
+        taken, self._taken = self._taken, None
+        first, texts, ops = taken if taken is not None else (0, [], [])
+        self._fail(f"the spool writer failed: {exc!r}", first, texts)
+        for _, future in ops:
+            self._post(_deliver, future, None, exc)
+        stop = self._stop
+        if self._closing and stop is not None:
+            # Failed while closing: closing again could fail the same way.
+            with contextlib.suppress(Exception):
+                self._lock_file.release()
+            self._post(_deliver, stop, None, None)
+            return False
+        return True
+
+    def _serve(self) -> None:
         next_scan = time.monotonic() + ADOPT_INTERVAL
         while True:
             # Cleared and idle before looking, so work added after the look wakes us.
@@ -282,8 +319,11 @@ class Writer:
             acks = _take(self._acks, len(self._acks))
             hwm = self._last_seq
             texts = _take(self._texts, hwm - self._written)
+            self._taken = (self._written + 1, texts, ops)
             self._apply(texts, acks, ops, hwm)
+            self._taken = None
             if stop is not None:
+                self._closing = True
                 self._close(stop)
                 return
 
@@ -296,7 +336,7 @@ class Writer:
         if self._conn is None:
             return
         try:
-            report = adopt_all(self._conn, self.path, self._prints, self._floor)
+            report = adopt_all(self._conn, self.path, self._prints, self._floor, self._skip)
         except Exception:
             logger.exception("htevents_async: scanning the spool directory failed")
             return
@@ -331,9 +371,11 @@ class Writer:
                 covered = _covered(ranges, first, hwm)
                 if covered < len(texts):
                     lengths, body = pack(texts)
+                    # Every event counts as live: the acknowledgements inserted next count
+                    # the covered ones down through the ``acked`` trigger.
                     conn.execute(
                         "INSERT INTO new_groups VALUES (?, ?, ?, ?, ?, ?)",
-                        (first, hwm, len(texts) - covered, time.time(), lengths, body),
+                        (first, hwm, len(texts), time.time(), lengths, body),
                     )
                     inserted = len(texts)
                 else:
