@@ -144,28 +144,29 @@ def _copy(
                 # Adopted events go below every sequence in use, in their old order, so
                 # the refill sends them first.
                 in_use = own.execute(
-                    "SELECT MIN(COALESCE((SELECT MIN(first) FROM main.groups), ?1),"
-                    " COALESCE((SELECT MIN(lo) FROM main.acks), ?1), ?1)",
-                    (floor,),
+                    "SELECT MIN(COALESCE((SELECT MIN(first) FROM main.groups), :floor),"
+                    " COALESCE((SELECT MIN(lo) FROM main.acks), :floor), :floor)",
+                    {"floor": floor},
                 ).fetchone()[0]
                 shift = in_use - 1 - high
                 floor = low + shift
                 # Acks first: their trigger then finds no group of theirs to count down
                 # (the live counts copied already account for them).
                 own.execute(
-                    "INSERT INTO main.acks (lo, hi) SELECT MAX(lo, ?2) + ?1, MIN(hi, ?3) + ?1 "
-                    "FROM src.acks WHERE hi >= ?2 AND lo <= ?3",
-                    (shift, low, high),
+                    "INSERT INTO main.acks (lo, hi) "
+                    "SELECT MAX(lo, :low) + :shift, MIN(hi, :high) + :shift "
+                    "FROM src.acks WHERE hi >= :low AND lo <= :high",
+                    {"shift": shift, "low": low, "high": high},
                 )
                 own.execute(
                     "INSERT INTO main.groups (first, last, live, created) "
-                    "SELECT first + ?1, last + ?1, live, created FROM src.groups",
-                    (shift,),
+                    "SELECT first + :shift, last + :shift, live, created FROM src.groups",
+                    {"shift": shift},
                 )
                 own.execute(
                     "INSERT INTO main.bodies (first, lengths, body) "
-                    "SELECT first + ?1, lengths, body FROM src.bodies",
-                    (shift,),
+                    "SELECT first + :shift, lengths, body FROM src.bodies",
+                    {"shift": shift},
                 )
                 spans = [(lo + shift, hi + shift) for lo, hi in waiting_spans(own, "src")]
             dead = own.execute(
