@@ -18,7 +18,7 @@ from htevents_async._batch import Entry
 from htevents_async._logging import RateLimitedLog
 from htevents_async._spool import SqliteStore, _adopt
 from htevents_async._spool._adopt import ASIDE, AdoptReport, adopt_all, own_file
-from htevents_async._spool._locks import lock_path
+from htevents_async._spool._locks import lock_path, try_lock
 from htevents_async._spool._schema import (
     append_group,
     connect,
@@ -317,6 +317,42 @@ def test_a_file_copied_but_not_removed_is_never_copied_again(
         report = adopt_all(own, own_path, PRINTS, 1, skip)
         assert report.events == 0
         assert sum(hi - lo + 1 for lo, hi in waiting_spans(own)) == 25
+        # Nor does another live process: the file was emptied once copied.
+        held_by_us = try_lock(lock_path(own_path))  # ours is a live process's file
+        assert held_by_us is not None
+        other_path = str(tmp_path / "spool-other.db")
+        other = connect(other_path, create=True)
+        try:
+            initialise(other, other_path, PRINTS, "normal")
+            assert adopt_all(other, other_path, PRINTS, 1, set()).events == 0
+        finally:
+            other.close()
+            held_by_us.release()
+    finally:
+        own.close()
+
+
+def test_a_file_our_process_cannot_open_is_left_for_later(tmp_path: Path) -> None:
+    """Out of file descriptors (ours, not the file's fault): the intact file is neither
+    moved aside nor lost, and a later scan adopts it."""
+    import resource
+
+    source = dead_file(tmp_path, 10)
+    own_path, own = own_file_in(tmp_path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        # Room for the sidecar lock only: SQLite cannot open the file to attach it.
+        opened = len(os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (opened + 1, hard))
+        try:
+            report = adopt_all(own, own_path, PRINTS, 1)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert report.aside == []
+        assert report.events == 0
+        assert os.path.exists(source)
+        assert not os.path.exists(tmp_path / ASIDE)
+        assert adopt_all(own, own_path, PRINTS, 1).events == 10
     finally:
         own.close()
 

@@ -24,7 +24,7 @@ import attrs
 from .._errors import ConfigError
 from .._logging import logger
 from ._locks import FileLock, lock_path, try_lock
-from ._schema import check_version, upgrade, waiting_spans
+from ._schema import FutureFormatError, check_version, upgrade, waiting_spans
 
 __all__ = ["ASIDE", "AdoptReport", "adopt_all", "move_aside", "own_file", "spool_files"]
 
@@ -46,6 +46,15 @@ class AdoptReport:
     """The adopted events' sequence ranges in our file, in order."""
     files: list[str] = attrs.Factory(list)
     aside: list[str] = attrs.Factory(list)
+
+
+# Locks of files copied but neither emptied nor removed: held for the life of the
+# process, so that no other live process copies their events a second time.
+_KEPT_LOCKS: list[FileLock] = []
+
+
+class _Unreadable(Exception):
+    """The source file itself is damaged or no spool file: it is moved aside."""
 
 
 class _NotCopied(Exception):
@@ -109,16 +118,19 @@ def _attached(own: sqlite3.Connection, path: str) -> Iterator[None]:
 
 def _copy(
     own: sqlite3.Connection, path: str, prints: dict[str, str], floor: int
-) -> tuple[list[tuple[int, int]], int, int] | None:
+) -> tuple[list[tuple[int, int]], int, int, bool] | None:
     """Copy ``path``'s events and dead letters into ``own``, numbered below ``floor``;
-    returns the adopted events' ranges, the new floor and the dead letters copied, or
-    ``None`` if the file is not ours to adopt."""
+    returns the adopted events' ranges, the new floor, the dead letters copied and
+    whether the source was emptied after, or ``None`` if the file is not ours to adopt."""
     with _attached(own, path):
         version = check_version_of(own, path)
         tables = {row[0] for row in own.execute("SELECT name FROM src.sqlite_master")}
         if version == 0 and "meta" not in tables:
             # Created, never initialised: its owner died in its first moments.
-            return [], floor, 0
+            return [], floor, 0, True
+        if "meta" not in tables:
+            # An SQLite file, but not a spool's: damaged, or not ours to read.
+            raise _Unreadable("no spool tables")
         stored = read_fingerprint_of(own)
         if stored != prints:
             logger.warning(
@@ -133,7 +145,7 @@ def _copy(
         # that an error inside it is ours (our file full, say), never the source's.
         problem = own.execute("PRAGMA src.quick_check(1)").fetchone()[0]
         if problem != "ok":
-            raise sqlite3.DatabaseError(f"integrity check failed: {problem}")
+            raise _Unreadable(f"integrity check failed: {problem}")
         try:
             own.execute("BEGIN IMMEDIATE")
             # A file of the previous format is regrouped first (we hold its lock).
@@ -182,7 +194,25 @@ def _copy(
             if isinstance(exc, sqlite3.Error):
                 raise _NotCopied(str(exc)) from exc
             raise
-        return spans, floor, int(dead)
+        return spans, floor, int(dead), _empty(own)
+
+
+def _empty(own: sqlite3.Connection) -> bool:
+    """Empty the attached source once its copy is committed, so that if it cannot be
+    removed, no other process copies its events again; False if that failed too.
+
+    A separate transaction: a crash between the two commits leaves the source full,
+    and the next adopter sends its events twice (at least once), never zero times."""
+    try:
+        own.execute("BEGIN IMMEDIATE")
+        for table in ("acks", "groups", "bodies", "dead_letters"):
+            own.execute(f"DELETE FROM src.{table}")
+        own.execute("COMMIT")
+    except sqlite3.Error:
+        with contextlib.suppress(sqlite3.Error):
+            own.execute("ROLLBACK")
+        return False
+    return True
 
 
 def check_version_of(own: sqlite3.Connection, path: str) -> int:
@@ -256,11 +286,21 @@ def _adopt_one(
                 exc,
             )
             return
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.OperationalError, MemoryError, OSError) as exc:
+            # Ours or the moment's (descriptors, memory, a busy or full disk), not
+            # damage in the file: left where it is for the next scan.
+            logger.warning(
+                "htevents_async: spool file %s not adopted yet, tried again later: %s",
+                path,
+                exc,
+            )
+            return
+        except (sqlite3.DatabaseError, _Unreadable) as exc:
+            # SQLite's own verdict of damage (not a database, malformed) or ours.
             report.aside.append(move_aside(path, f"unreadable ({exc})"))
             lock.release(unlink=True)
             return
-        except Exception as exc:  # FutureFormatError and the like
+        except FutureFormatError as exc:
             report.aside.append(move_aside(path, str(exc)))
             lock.release(unlink=True)
             return
@@ -269,15 +309,22 @@ def _adopt_one(
             skip.add(path)
             return
         # Committed into our file: the report says so whatever happens to the old one.
-        spans, report.floor, dead = copied
+        spans, report.floor, dead, emptied = copied
         report.spans = spans + report.spans
         report.events += sum(hi - lo + 1 for lo, hi in spans)
         report.dead_letters += dead
         report.files.append(path)
-        # Copied once only: if it cannot be removed, this process never copies it again.
+        # Copied once only: if it cannot be removed, this process never copies it again,
+        # and no other does either: it was emptied, or its lock is kept until we exit.
         skip.add(path)
-        remove(path)
+        try:
+            remove(path)
+        except OSError:
+            if not emptied:
+                _KEPT_LOCKS.append(lock)
+            raise
         skip.discard(path)
         lock.release(unlink=True)
     finally:
-        lock.release()
+        if lock not in _KEPT_LOCKS:
+            lock.release()

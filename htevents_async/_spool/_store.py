@@ -290,7 +290,8 @@ class SqliteStore:
 
     async def commit(self, timeout: float) -> int:
         """Wait until every event accepted before the call is committed to the file; returns
-        how many of them are not (those accepted after the file broke included)."""
+        how many of them are not. Once the file broke, that includes every event accepted
+        since, delivered or not: none of them was ever made durable."""
         target = self._seq
         unsaved = self._unsaved
         if self._hwm >= target or self._broken:
@@ -317,8 +318,12 @@ class SqliteStore:
             await asyncio.wait_for(asyncio.shield(done), max(timeout, 5.0))
         except asyncio.TimeoutError:
             logger.error("htevents_async: the spool file was not closed in time")
+        # Resolved, not cancelled: a commit() waiting through the close returns its
+        # count rather than raising CancelledError in the caller.
         for _, future in self._commit_waiters:
-            future.cancel()
+            if not future.done():
+                future.set_result(None)
+        self._commit_waiters = []
 
     def abandon(self) -> None:
         """In a forked child: never touch the parent's connection; drop its lock fd."""
@@ -374,7 +379,8 @@ class SqliteStore:
             lost = self._take_disk_only(first, last)
             self._counters.spooled -= len(lost)
             entries = [(texts[seq - first], self._callbacks.pop(seq, None)) for seq in lost]
-            admit = self._admit
+            # After close no flusher reads the queue: admitting them would strand them.
+            admit = None if self._closed else self._admit
             refused = [entry for entry in entries if admit is None or not admit(entry)]
             if refused and self._drop is not None:
                 self._drop(refused, "spool_error")
