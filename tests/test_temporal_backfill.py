@@ -360,8 +360,7 @@ async def test_backfill_survives_a_sigkilled_worker(
     killed: dict[str, tuple[dict[str, Any] | None, set[str]]] = {}
     async with LocalCollector(max_messages=3 * total, keep_duplicates=True) as collector:
         command = [
-            sys.executable, "-c", "import sys; from htevents_async._cli import main; "
-            "sys.exit(main())", "worker",
+            sys.executable, "-m", "htevents_async", "worker",
             "--temporal", temporal_address, "--task-queue", queue,
             "--host", collector.url, "--write-key", WRITE_KEY,
         ]  # fmt: skip
@@ -442,8 +441,8 @@ async def test_import_command_runs_on_temporal(
     write_ndjson(path, 500)
     async with LocalCollector() as collector, worker(temporal_client, collector.url) as queue:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import sys; from htevents_async._cli import main; "
-            "sys.exit(main())", "import", str(path), "--temporal", temporal_address,
+            sys.executable, "-m", "htevents_async", "import", str(path),
+            "--temporal", temporal_address,
             "--task-queue", queue, "--chunk-bytes", "8192", "--no-progress",
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
@@ -467,8 +466,8 @@ async def test_import_command_says_why_a_backfill_failed(
     path.write_bytes(line * (temporal.MAX_CHUNKS + 10))
     async with LocalCollector() as collector, worker(temporal_client, collector.url) as queue:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import sys; from htevents_async._cli import main; "
-            "sys.exit(main())", "import", str(path), "--temporal", temporal_address,
+            sys.executable, "-m", "htevents_async", "import", str(path),
+            "--temporal", temporal_address,
             "--task-queue", queue, "--chunk-bytes", "1", "--no-progress",
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip

@@ -27,15 +27,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import Final, Protocol, cast
+from typing import Final, NoReturn, Protocol, cast
 
 from .._errors import HteventsError
 from .._version import __version__
 from ._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, UsageError, fail
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main", "run"]
 
 
 #: Command name -> (module, one-line summary for ``--help``), in ``--help`` order.
@@ -105,3 +106,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{PROG} {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return code
+
+
+def run() -> NoReturn:
+    """The ``htevents-async`` script and ``python -m htevents_async``: :func:`main`, then exit.
+
+    A command that used Temporal's SDK ends with ``os._exit`` once its output is
+    flushed: that SDK's native runtime threads can crash the interpreter's
+    finalization (temporalio/sdk-python#300; a SIGSEGV after the summary was printed,
+    seen on Python 3.12), which would replace a finished command's exit code with a
+    signal. Nothing of ours is left to finalize by then.
+    """
+    code = main()
+    if "temporalio" in sys.modules:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
