@@ -55,3 +55,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     calls ``os.fork()`` after them could deadlock its child on a lock one of them held.
     """
     items.sort(key=lambda item: "temporal_address" in getattr(item, "fixturenames", ()))
+
+
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Keep the run's exit status for ``pytest_unconfigure`` below."""
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave without interpreter finalization once Temporal's SDK has run here.
+
+    Its runtime threads can abort finalization (temporalio/sdk-python#300), which would
+    turn a finished run into a SIGABRT. Every report is written by now; the exit status
+    is the run's own.
+    """
+    import os
+    import sys
+
+    if "temporalio" in sys.modules and _EXIT_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
