@@ -6,9 +6,8 @@ writes each commit group as one row; one the queue has no room for lives on disk
 only, and the refill task feeds it back as the queue drains. Entries in memory
 are mapped to their sequence by identity (``id()`` of the entry tuple, which
 lives until its batch settles), so the entries themselves stay ``(text,
-callback)`` pairs. What waits on disk only is known here as sequence ranges,
-never per event: ``_fresh`` (a heap of ``[lo, hi]`` runs, sent in order) and
-``_later`` (runs waiting out a backoff after their retries ran out).
+callback)`` pairs. What waits on disk only is known as runs of sequences
+(:class:`~htevents_async._spool._runs.Runs`), never per event.
 
 Counting (with :class:`~htevents_async._stats.Counters`): ``spooled`` is the
 number of events on disk only, waiting for the refill (in backoff included);
@@ -22,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import heapq
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -38,6 +36,7 @@ from .._logging import RateLimitedLog, logger
 from .._seams import Admit, Disposition
 from .._stats import Counters
 from ._adopt import AdoptReport, own_file
+from ._runs import Runs
 from ._schema import fingerprint
 from ._writer import Writer, dead_letter, merge
 
@@ -101,14 +100,7 @@ class SqliteStore:
         # Events accepted into memory after the file broke: they never get a sequence,
         # so commit() counts them apart.
         self._unsaved = 0
-        # Disk-only events, as runs of sequences: ready now (a heap by ``lo``; ``_tail``
-        # is the run new ones extend), and waiting out a backoff (by time, then ``lo``).
-        self._fresh: list[list[int]] = []
-        self._tail: list[int] | None = None
-        self._later: list[tuple[float, int, int]] = []
-        # Runs the refill is reading back: in no heap until the read returns, and still
-        # disk-only (a group that never reaches the file hands them back to ``broken``).
-        self._reading: list[tuple[int, int]] = []
+        self._runs = Runs()
         # When the current outage began (the first batch kept after its retries ran
         # out since the collector last answered); ``None`` while it answers.
         self._outage_since: float | None = None
@@ -165,12 +157,7 @@ class SqliteStore:
         self._disk_lag.append((seq, size))
         if entry[1] is not None:
             self._callbacks[seq] = entry[1]
-        tail = self._tail
-        if tail is not None and tail[1] == seq - 1:
-            tail[1] = seq
-        else:
-            self._tail = [seq, seq]
-            heapq.heappush(self._fresh, self._tail)
+        self._runs.append(seq)
         self._counters.spooled += 1
         self._backlog.set()
         return True
@@ -227,8 +214,7 @@ class SqliteStore:
             # doubles from one probe to the next, shared by every batch.
             delay = min(RETRY_CAP, max(self._backoff, now - self._outage_since))
             not_before = now + delay * random.uniform(0.5, 1.0)
-            for lo, hi in merge(seqs):
-                heapq.heappush(self._later, (not_before, lo, hi))
+            self._runs.defer(merge(seqs), not_before)
             self._counters.spooled += len(seqs)
             self._backlog.set()
             self._warnings.log(
@@ -249,9 +235,7 @@ class SqliteStore:
     def _end_outage(self) -> None:
         if self._outage_since is not None:
             self._outage_since = None
-            for _, lo, hi in self._later:
-                heapq.heappush(self._fresh, [lo, hi])
-            self._later = []
+            self._runs.wake()
             self._backlog.set()
 
     def release(self, entries: Sequence[Entry]) -> bool:
@@ -355,8 +339,7 @@ class SqliteStore:
         """Adopted events join the backlog on disk, ahead of everything else."""
         self._counters.recovered += report.events
         self._counters.spooled += report.events
-        for lo, hi in report.spans:
-            heapq.heappush(self._fresh, [lo, hi])
+        self._runs.add(report.spans)
         if report.events:
             self._backlog.set()
 
@@ -376,7 +359,7 @@ class SqliteStore:
         self._release_pace()
         if texts:
             last = first + len(texts) - 1
-            lost = self._take_disk_only(first, last)
+            lost = self._runs.take(first, last)
             self._counters.spooled -= len(lost)
             entries = [(texts[seq - first], self._callbacks.pop(seq, None)) for seq in lost]
             # After close no flusher reads the queue: admitting them would strand them.
@@ -389,77 +372,7 @@ class SqliteStore:
                 future.set_result(None)
         self._commit_waiters = []
 
-    def _take_disk_only(self, first: int, last: int) -> list[int]:
-        """Remove the sequences in ``first..last`` from the disk-only runs; returns them."""
-        taken: list[int] = []
-        fresh: list[list[int]] = []
-        for lo, hi in self._fresh:
-            if hi < first or lo > last:
-                fresh.append([lo, hi])
-                continue
-            taken.extend(range(max(lo, first), min(hi, last) + 1))
-            if lo < first:
-                fresh.append([lo, first - 1])
-            if hi > last:
-                fresh.append([last + 1, hi])
-        later: list[tuple[float, int, int]] = []
-        for not_before, lo, hi in self._later:
-            if hi < first or lo > last:
-                later.append((not_before, lo, hi))
-                continue
-            taken.extend(range(max(lo, first), min(hi, last) + 1))
-            if lo < first:
-                later.append((not_before, lo, first - 1))
-            if hi > last:
-                later.append((not_before, last + 1, hi))
-        reading: list[tuple[int, int]] = []
-        for lo, hi in self._reading:
-            if hi < first or lo > last:
-                reading.append((lo, hi))
-                continue
-            taken.extend(range(max(lo, first), min(hi, last) + 1))
-            if lo < first:
-                reading.append((lo, first - 1))
-            if hi > last:
-                reading.append((last + 1, hi))
-        heapq.heapify(fresh)
-        heapq.heapify(later)
-        self._fresh, self._later, self._tail = fresh, later, None
-        self._reading = reading
-        return sorted(taken)
-
     # -- the refill ---------------------------------------------------------------
-
-    def _pick(self, limit: int) -> list[tuple[int, int]]:
-        """Up to ``limit`` disk-only events to read back, as ranges, taken off the runs.
-
-        During an outage only events whose backoff ended go out, as probes; the rest of
-        the backlog waits for a success instead of churning through failed attempts.
-        """
-        spans: list[tuple[int, int]] = []
-        fresh, later = self._fresh, self._later
-        now = time.time()
-        while limit > 0:
-            if fresh and self._outage_since is None:
-                run = fresh[0]
-                lo, hi = run
-                top = min(hi, lo + limit - 1)
-                if top == hi:
-                    heapq.heappop(fresh)
-                    if run is self._tail:
-                        self._tail = None
-                else:
-                    run[0] = top + 1  # still the smallest: runs never overlap
-            elif later and later[0][0] <= now:
-                not_before, lo, hi = heapq.heappop(later)
-                top = min(hi, lo + limit - 1)
-                if top < hi:
-                    heapq.heappush(later, (not_before, top + 1, hi))
-            else:
-                break
-            spans.append((lo, top))
-            limit -= top - lo + 1
-        return spans
 
     async def _run_refill(self, admit: Admit, room: Callable[[], int]) -> None:
         carry = self._carry
@@ -487,26 +400,26 @@ class SqliteStore:
                 await asyncio.sleep(POLL)
                 continue
             self._backlog.clear()
-            spans = self._pick(min(space, PAGE))
+            # During an outage only events whose backoff ended go out, as probes; the
+            # rest of the backlog waits for a success instead of churning through
+            # failed attempts.
+            spans = self._runs.pick(min(space, PAGE), time.time(), self._outage_since is None)
             if not spans:
                 # Nothing ready: sleep until the first backoff ends, or new work arrives.
-                ready = self._later[0][0] if self._later else None
+                ready = self._runs.next_ready()
                 wait = 1.0 if ready is None else min(max(ready - time.time(), 0.0), 1.0)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._backlog.wait(), wait)
                 continue
-            self._reading = spans
             try:
                 rows, missing = await self._writer.read(spans)
             except Exception:
                 # Not read: the events are still waiting where they were, except those
                 # ``broken`` took back because their group never reached the file.
-                reading, self._reading = self._reading, []
-                for lo, hi in reading:
-                    heapq.heappush(self._fresh, [lo, hi])
+                self._runs.read_failed()
                 await asyncio.sleep(POLL)
                 continue
-            self._reading = []
+            self._runs.read_done()
             if missing:
                 counters.spooled -= missing
                 counters.drop("spool_error", missing)
