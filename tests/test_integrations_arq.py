@@ -13,11 +13,9 @@ import pytest
 from servers import redis_server
 from worker_support import (
     ORDERS,
-    assert_every_order_charged,
-    by_order,
-    expected_orders,
+    check_events_arrive_while_running,
+    check_sigterm_delivers_pending,
     worker,
-    worker_env,
 )
 
 from htevents_async._collector import LocalCollector
@@ -52,26 +50,15 @@ async def test_events_recorded_in_jobs_arrive_while_the_worker_runs(
     collector: LocalCollector,
 ) -> None:
     """With a short flush interval, every job's event reaches the collector before shutdown."""
-    async with redis_server() as broker:
-        env = worker_env(broker, collector.url, 0.05)
-        async with worker(ARGV, env):
-            await _charge_all(broker)
-            messages = await collector.wait_for(ORDERS)
-    assert_every_order_charged(messages)
+    await check_events_arrive_while_running(ARGV, _charge_all, collector)
 
 
 async def test_sigterm_delivers_what_is_pending_before_the_worker_exits(
     collector: LocalCollector,
 ) -> None:
-    """Nothing is sent while the worker runs (one-hour flush interval); SIGTERM runs
-    on_shutdown, which delivers every job's event before the process exits."""
-    async with redis_server() as broker:
-        env = worker_env(broker, collector.url, 3600)
-        async with worker(ARGV, env) as process:
-            await _charge_all(broker)
-            assert collector.messages() == []
-        assert process.returncode == 0
-    assert by_order(collector.messages()) == expected_orders()
+    """SIGTERM runs the integration's shutdown hook in each worker process, which delivers
+    the events still in memory (one-hour flush interval) before it exits."""
+    await check_sigterm_delivers_pending(ARGV, _charge_all, collector)
 
 
 async def test_on_shutdown_does_not_run_when_redis_is_gone_at_shutdown(

@@ -8,11 +8,13 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
-from servers import environment
+from servers import environment, redis_server
+
+from htevents_async._collector import LocalCollector
 
 ORDERS = 12
 
@@ -92,3 +94,31 @@ async def worker(
     if clean_exit:
         assert process.returncode == 0, err
         assert "Traceback" not in err, err
+
+
+#: Submits the ``ORDERS`` jobs to the broker at the given URL and waits for their results.
+Submit = Callable[[str], Awaitable[None]]
+
+
+async def check_events_arrive_while_running(
+    argv: Sequence[str], submit: Submit, collector: LocalCollector
+) -> None:
+    """With a short flush interval, every job's event reaches the collector while the
+    worker still runs."""
+    async with redis_server() as broker, worker(argv, worker_env(broker, collector.url, 0.05)):
+        await submit(broker)
+        messages = await collector.wait_for(ORDERS)
+    assert_every_order_charged(messages)
+
+
+async def check_sigterm_delivers_pending(
+    argv: Sequence[str], submit: Submit, collector: LocalCollector
+) -> None:
+    """Nothing is sent while the worker runs (one-hour flush interval); SIGTERM runs the
+    worker's shutdown hook, which delivers every job's event before the process exits."""
+    async with redis_server() as broker:
+        async with worker(argv, worker_env(broker, collector.url, 3600)) as process:
+            await submit(broker)
+            assert collector.messages() == []
+        assert process.returncode == 0
+    assert by_order(collector.messages()) == expected_orders()
