@@ -374,4 +374,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Temporal's runtime threads can abort interpreter finalization
+    # (temporalio/sdk-python#300): the results are written, so leave without it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
