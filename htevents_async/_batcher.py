@@ -113,7 +113,7 @@ class Batcher:
     def offer(self, entry: Entry) -> int:
         """Queue ``entry`` if there is room, never waiting; returns the number of events
         now queued, or 0 if there was no room."""
-        if not self._admit(entry):
+        if self._store.full or not self._admit(entry):
             # The store may keep it (a spool, on disk); report the queue as full so
             # the producer yields to the flusher.
             return self.queue.maxsize if self._store.accept(entry, False) else 0
@@ -150,6 +150,9 @@ class Batcher:
             # Bounded in this task (no wait_for task): the put and the check below
             # run with nothing in between, so close() cannot drain the event unseen.
             async with deadline(timeout):
+                # A full store (a spool at its size bound) takes nothing new, even with
+                # room in the queue: wait for it as for the queue.
+                await self._store.not_full()
                 await self.queue.put(entry)
         except TimeoutError:
             return False

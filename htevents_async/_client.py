@@ -571,9 +571,11 @@ class Client:
         if batcher is None:  # closed while the caller was on its way here
             raise ClientClosedError("the client is closed; create a new one")
         if not await batcher.put(entry, self._config.enqueue_timeout):
+            config = self._config
+            spool = " or the spool at spool_max_bytes" if config.spool is not None else ""
             raise QueueFullError(
-                f"the queue stayed full ({self._config.max_queue_size} events) for "
-                f"enqueue_timeout ({self._config.enqueue_timeout} s); the event was not accepted"
+                f"the queue ({config.max_queue_size} events){spool} stayed full for "
+                f"enqueue_timeout ({config.enqueue_timeout} s); the event was not accepted"
             )
         self._counters.accepted += 1
 

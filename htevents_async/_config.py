@@ -327,8 +327,9 @@ class Config:
     starts."""
 
     spool_max_bytes: int = attrs.field(default=1 << 30, validator=_int_at_least(1 << 16))
-    """Most bytes the spool file may hold; past it, events the queue has no room for meet
-    ``overflow`` as they would without a spool."""
+    """Most bytes the spool file may hold. Every event the queue takes is written too, so
+    past it every new event meets ``overflow``, even with room in the queue, until
+    deliveries free room."""
 
     spool_synchronous: Literal["normal", "full"] = attrs.field(
         default="normal", validator=_synchronous

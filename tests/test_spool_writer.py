@@ -202,6 +202,33 @@ async def test_events_read_back_in_the_transaction_that_fails_are_handed_back(
     assert counters.spooled == 0
 
 
+async def test_events_left_at_shutdown_whose_group_fails_are_dropped_not_counted_kept(
+    tmp_path: Path,
+) -> None:
+    """Events still in memory at close are handed back as staying in the file; when their
+    group then fails to commit, they are reported lost (spool_error), never left counted
+    as spooled with no copy anywhere."""
+    counters = Counters()
+    store = make_store(tmp_path, counters)
+    dropped: list[tuple[list[Entry], str]] = []
+    store.start(lambda entry: True, lambda: 100, lambda es, reason: dropped.append((es, reason)))
+    await store.wait_scanned()
+    pad = "w" * 5000
+    entries: list[Entry] = [(f'{{"n": {i}, "pad": "{pad}"}}', None) for i in range(4)]
+    async with held(store._writer, cap_file):
+        for entry in entries:
+            assert store.accept(entry, queued=True)
+        # The batcher's close hands back what is still queued, before the group is written.
+        assert store.release(entries)
+        assert counters.spooled == 4
+    await store.aclose(timeout=5)
+    assert store._broken
+    assert [(sorted(e[0] for e in es), reason) for es, reason in dropped] == [
+        (sorted(e[0] for e in entries), "spool_error")
+    ]
+    assert counters.spooled == 0
+
+
 def dead_file(
     directory: Path, count: int, name: str = "spool-dead-1-0000.db", prints: dict[str, str] = PRINTS
 ) -> str:

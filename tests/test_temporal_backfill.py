@@ -483,3 +483,70 @@ async def test_import_command_says_why_a_backfill_failed(
         "import: error: the backfill failed: ConfigError: InputBackfill.chunk_bytes=1 cuts" in text
     )
     assert "Traceback" not in text
+
+
+async def test_import_command_says_why_the_server_refused(
+    tmp_path: Path, temporal_address: str
+) -> None:
+    """A namespace the server does not know: exit code 1 and the server's reason on
+    stderr, no traceback, no crash as the command exits."""
+    path = tmp_path / "events.ndjson"
+    write_ndjson(path, 10)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "htevents_async", "import", str(path),
+        "--temporal", temporal_address, "--namespace", "no-such-namespace", "--no-progress",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await process.communicate()
+    text = stderr.decode()
+    assert process.returncode == 1, text
+    assert f"import: error: cannot run the backfill on {temporal_address}:" in text
+    assert "no-such-namespace" in text
+    assert "Traceback" not in text
+
+
+async def test_a_backfill_started_by_0_1_0_replays_on_this_release(
+    tmp_path: Path, temporal_client: TemporalClient
+) -> None:
+    """0.1.0 scheduled every chunk at once. Its history, with more chunks than
+    ``chunks_in_flight``, replays without nondeterminism on today's workflow, so a worker
+    upgraded during such a backfill can take it over."""
+    from backfill_v010 import WorkflowBackfillV010
+    from temporalio.worker import Replayer
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    runner = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "htevents_async", "backfill_v010"
+        )
+    )
+    path = tmp_path / "events.ndjson"
+    write_ndjson(path, 300)
+    backfill = temporal.InputBackfill(
+        files=[str(path)], chunk_bytes=path.stat().st_size // 5 + 1, chunks_in_flight=2
+    )
+    queue = f"backfill-{uuid.uuid4().hex}"
+    async with (
+        LocalCollector() as collector,
+        temporal.Analytics(
+            WRITE_KEY, task_queue=queue, host=collector.url, gzip=False
+        ) as analytics,
+    ):
+        options = analytics.worker_options()
+        options["workflows"] = [WorkflowBackfillV010]
+        options["workflow_runner"] = runner
+        async with Worker(temporal_client, task_queue=queue, **options):
+            handle = await temporal_client.start_workflow(
+                WorkflowBackfillV010.run, backfill, id=f"bf-{uuid.uuid4().hex}",
+                task_queue=queue,
+            )  # fmt: skip
+            summary = await handle.result()
+    assert summary.chunks == 5
+    history = await handle.fetch_history()
+    replayer = Replayer(
+        workflows=[temporal.WorkflowBackfill],
+        data_converter=temporal.data_converter,
+        workflow_runner=runner,
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure

@@ -29,6 +29,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Final, NoReturn, Protocol, cast
 
@@ -115,9 +116,18 @@ def run() -> NoReturn:
     flushed: that SDK's native runtime threads can crash the interpreter's
     finalization (temporalio/sdk-python#300; a SIGSEGV after the summary was printed,
     seen on Python 3.12), which would replace a finished command's exit code with a
-    signal. Nothing of ours is left to finalize by then.
+    signal. Nothing of ours is left to finalize by then. An unexpected exception then
+    prints its traceback and exits with 1, the same way.
     """
-    code = main()
+    try:
+        code = main()
+    except Exception:
+        if "temporalio" not in sys.modules:
+            raise
+        # A failure we did not expect, once that SDK runs: the traceback, as the
+        # interpreter would print it, then the same exit as below.
+        traceback.print_exc()
+        code = 1
     if "temporalio" in sys.modules:
         logging.shutdown()
         sys.stdout.flush()

@@ -51,7 +51,8 @@ def add_temporal_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="with --temporal: bytes per import activity (default: 16 MiB, or less to make "
-        "64 chunks of a small file, never under 2 MiB)",
+        "64 chunks of a small file, never under 2 MiB; more above about 31 GiB, to stay "
+        "within 2,000 chunks)",
     )
 
 
@@ -74,6 +75,7 @@ def run_on_temporal(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     from temporalio.client import Client as TemporalClient
     from temporalio.client import WorkflowFailureError
+    from temporalio.service import RPCError
 
     from ._progress import make_progress
 
@@ -116,7 +118,9 @@ def run_on_temporal(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         stopped = run_until_signal(follow())
-    except RuntimeError as exc:
+    except (RuntimeError, RPCError) as exc:
+        # RuntimeError: no server to connect to; RPCError: the server refused a call
+        # (an unknown namespace, a task queue it rejects, ...).
         progress.close()
         fail("import", f"cannot run the backfill on {args.temporal}: {exc}")
         return EXIT_FAILED

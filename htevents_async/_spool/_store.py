@@ -91,6 +91,12 @@ class SqliteStore:
         self._callbacks: dict[int, Callable[[DeliveryError | None], object]] = {}
         self._hwm = 0
         self._used = 0
+        # Past ``max_bytes`` (the file's size plus what the writer has not committed yet)
+        # the spool takes no new event: overflow applies, even with room in the queue,
+        # since every event the queue takes is written too.
+        self.full = False
+        self._room = asyncio.Event()
+        self._room.set()
         # Bytes of text handed to the writer and not yet committed (or skipped), of all
         # events and of disk-only ones; the latter's (sequence, bytes), in order.
         self._handed = 0
@@ -101,6 +107,8 @@ class SqliteStore:
         # so commit() counts them apart.
         self._unsaved = 0
         self._runs = Runs()
+        # Events handed back at shutdown (see release) whose group was not committed yet.
+        self._released: dict[int, Entry] = {}
         # When the current outage began (the first batch kept after its retries ran
         # out since the collector last answered); ``None`` while it answers.
         self._outage_since: float | None = None
@@ -145,6 +153,8 @@ class SqliteStore:
                 self._ids[id(entry)] = seq
                 self._writer.insert(seq, entry[0])
                 self._handed += len(entry[0])
+                if self._used + self._handed >= self._max_bytes:
+                    self._set_full(True)
             return True
         handed = self._handed
         if self._broken or self._handed_disk >= LAG_HARD or self._used + handed >= self._max_bytes:
@@ -154,6 +164,8 @@ class SqliteStore:
         self._writer.insert(seq, entry[0])
         self._handed = handed + size
         self._handed_disk += size
+        if self._used + self._handed >= self._max_bytes:
+            self._set_full(True)
         self._disk_lag.append((seq, size))
         if entry[1] is not None:
             self._callbacks[seq] = entry[1]
@@ -161,6 +173,18 @@ class SqliteStore:
         self._counters.spooled += 1
         self._backlog.set()
         return True
+
+    def _set_full(self, full: bool) -> None:
+        if full != self.full:
+            self.full = full
+            if full:
+                self._room.clear()
+            else:
+                self._room.set()
+
+    async def not_full(self) -> None:
+        """Return once the file has room again (or broke: memory only, no bound)."""
+        await self._room.wait()
 
     @property
     def behind(self) -> bool:
@@ -193,8 +217,11 @@ class SqliteStore:
         found = [pop(id(entry), None) for entry in batch]
         # None only for events accepted after the file broke.
         seqs = [s for s in found if s is not None] if None in found else cast(list[int], found)
-        if error is None or isinstance(error, HTTPStatusError):
-            # The collector answers again: what waits out a backoff goes now.
+        if not isinstance(error, RetriesExhaustedError):
+            # Any outcome but retries running out ends the outage: the collector answered
+            # (or failed in a way no wait cures, such as TLS), so what waits out a backoff
+            # goes now, and the fresh backlog is no longer held back behind probes that
+            # will not come.
             self._end_outage()
         if error is None:
             if seqs:
@@ -243,8 +270,12 @@ class SqliteStore:
         if self._broken:
             return False
         pop = self._ids.pop
+        hwm = self._hwm
         for entry in entries:
-            pop(id(entry), None)
+            seq = pop(id(entry), None)
+            if seq is not None and seq > hwm:
+                # Not in the file yet: if its group fails, ``broken`` must count it lost.
+                self._released[seq] = entry
         self._counters.spooled += len(entries)
         return True
 
@@ -321,10 +352,13 @@ class SqliteStore:
         self._counters.committed += inserted
         self._used = used_bytes
         self._handed -= text_bytes
+        self._set_full(not self._broken and used_bytes + self._handed >= self._max_bytes)
         lag = self._disk_lag
         while lag and lag[0][0] <= hwm:
             self._handed_disk -= lag.popleft()[1]
         self._release_pace()
+        if self._released:
+            self._released = {seq: e for seq, e in self._released.items() if seq > hwm}
         if self._commit_waiters:
             keep = []
             for target, future in self._commit_waiters:
@@ -356,12 +390,20 @@ class SqliteStore:
         and never reached it go to the queue if it has room, else meet overflow as
         ``spool_error``; those already in the file stay there for the next client."""
         self._broken = True
+        # Memory only from now on: the queue's bound is the only one, as without a spool.
+        self._set_full(False)
         self._release_pace()
         if texts:
             last = first + len(texts) - 1
             lost = self._runs.take(first, last)
             self._counters.spooled -= len(lost)
             entries = [(texts[seq - first], self._callbacks.pop(seq, None)) for seq in lost]
+            # Events left in memory at shutdown and counted as staying in the file, which
+            # they never reached: lost in the same way.
+            released = self._released
+            gone = [released.pop(seq) for seq in range(first, last + 1) if seq in released]
+            self._counters.spooled -= len(gone)
+            entries += gone
             # After close no flusher reads the queue: admitting them would strand them.
             admit = None if self._closed else self._admit
             refused = [entry for entry in entries if admit is None or not admit(entry)]

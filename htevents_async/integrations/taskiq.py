@@ -34,7 +34,8 @@ default). A close cancelled there loses what is pending without reporting it, so
 client's ``shutdown_timeout`` defaults to :data:`SHUTDOWN_TIMEOUT` (4 seconds) here,
 rather than ``Client``'s 5: it gives up first, and logs what it dropped. Passing
 ``shutdown_timeout=`` (or a ``config``) overrides it; keep it below the worker's
-``--shutdown-timeout``, or raise that.
+``--shutdown-timeout``, or raise that. With a ``spool``, the close may wait up to 5 s
+more for the file's last commit on a stalled disk: raise ``--shutdown-timeout`` by that.
 
 Tasks reach the client with the :data:`Events` dependency (a parameter annotated
 ``events: Events``), or with :func:`get_client` and the state

@@ -20,6 +20,8 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["WorkflowBackfill"]
 
 _PLAN_TIMEOUT = timedelta(minutes=5)
+#: The patch id that marks histories recorded with the ``chunks_in_flight`` window.
+LANES_PATCH = "backfill-lanes"
 
 
 @workflow.defn(name="WorkflowBackfill")
@@ -60,7 +62,12 @@ class WorkflowBackfill:
                 )
                 summary.add(chunk, result)
 
-        await asyncio.gather(*(lane() for _ in range(min(input.chunks_in_flight, len(chunks)))))
+        lanes = len(chunks)
+        if workflow.patched(LANES_PATCH):
+            lanes = min(input.chunks_in_flight, len(chunks))
+        # Else a history recorded before the window existed (0.1.0), where every chunk
+        # was scheduled at once: one lane per chunk schedules them in that same order.
+        await asyncio.gather(*(lane() for _ in range(lanes)))
         summary.rejections.sort(key=lambda r: (input.files.index(r.path), r.offset))
         return summary
 
