@@ -152,7 +152,8 @@ class Batcher:
             async with deadline(timeout):
                 # A full store (a spool at its size bound) takes nothing new, even with
                 # room in the queue: wait for it as for the queue.
-                await self._store.not_full()
+                while self._store.full:
+                    await self._store.not_full()
                 await self.queue.put(entry)
         except TimeoutError:
             return False

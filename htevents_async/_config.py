@@ -327,9 +327,10 @@ class Config:
     starts."""
 
     spool_max_bytes: int = attrs.field(default=1 << 30, validator=_int_at_least(1 << 16))
-    """Most bytes the spool file may hold. Every event the queue takes is written too, so
-    past it every new event meets ``overflow``, even with room in the queue, until
-    deliveries free room."""
+    """Most bytes the spool file may hold (used pages, dead letters included, plus what is
+    not committed yet). Past it, events the queue has no room for meet ``overflow``; during
+    an outage every new event does, even with room in the queue, since every event the
+    queue takes is written too."""
 
     spool_synchronous: Literal["normal", "full"] = attrs.field(
         default="normal", validator=_synchronous

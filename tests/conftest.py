@@ -57,26 +57,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: "temporal_address" in getattr(item, "fixturenames", ()))
 
 
-_EXIT_STATUS: list[int] = []
+_SESSIONS: list[pytest.Session] = []
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Keep the run's exit status for ``pytest_unconfigure`` below."""
-    _EXIT_STATUS.append(int(exitstatus))
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Keep the session: its final exit status is read as the interpreter exits."""
+    _SESSIONS.append(session)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Leave without interpreter finalization once Temporal's SDK has run here.
+    """Once Temporal's SDK has run here, end the process before interpreter finalization.
 
-    Its runtime threads can abort finalization (temporalio/sdk-python#300), which would
-    turn a finished run into a SIGABRT. Every report is written by now; the exit status
-    is the run's own.
+    Its runtime threads can abort finalization (temporalio/sdk-python#300), turning a
+    finished run into a SIGABRT. The exit happens in an ``atexit`` handler, after pytest's
+    own cleanup (its last checks for unraisable and thread exceptions included), with the
+    session's final status, or 1 when an exception escaped pytest.
     """
+    import atexit
+    import sys
+
+    if "temporalio" not in sys.modules or not _SESSIONS:
+        return
+    # Set again only if an exception escapes from here on (PyErr_Print sets it).
+    for name in ("last_value", "last_exc"):
+        if hasattr(sys, name):
+            delattr(sys, name)
+    atexit.register(_leave_without_finalization, _SESSIONS[-1])
+
+
+def _leave_without_finalization(session: pytest.Session) -> None:
     import os
     import sys
 
-    if "temporalio" in sys.modules and _EXIT_STATUS:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT_STATUS[-1])
+    escaped = getattr(sys, "last_value", None) is not None
+    code = 1 if escaped else int(session.exitstatus)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -246,7 +246,8 @@ async def test_spool_max_bytes_holds_through_an_outage_with_room_in_the_queue(
 async def test_a_full_spool_makes_overflow_wait_time_out_with_room_in_the_queue(
     tmp_path: Path,
 ) -> None:
-    """With overflow="wait", a producer waits for the spool's room as for the queue's."""
+    """During an outage, with overflow="wait", a producer waits for the spool's room as
+    for the queue's."""
     async with FaultServer(start_down=True) as server:
         client = client_for(
             server.url,
@@ -258,6 +259,9 @@ async def test_a_full_spool_makes_overflow_wait_time_out_with_room_in_the_queue(
             **SPOOL_FAST,
         )
         async with client:
+            # The outage begins once a batch has spent its retries and gone back to disk.
+            await client.track(user_id="u", event="first")
+            await eventually(lambda: client.statistics().spooled > 0, what="a batch kept")
 
             async def fill() -> None:
                 for i in range(2000):

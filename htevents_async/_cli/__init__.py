@@ -121,7 +121,9 @@ def run() -> NoReturn:
     """
     try:
         code = main()
-    except Exception:
+    except SystemExit:
+        raise  # argparse's own exits, before any command ran
+    except BaseException:
         if "temporalio" not in sys.modules:
             raise
         # A failure we did not expect, once that SDK runs: the traceback, as the

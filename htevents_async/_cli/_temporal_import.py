@@ -107,11 +107,17 @@ def run_on_temporal(args: argparse.Namespace) -> int:
             task_queue=args.task_queue,
         )
         progress.write(f"{PROG} import: started workflow {workflow_id}")
+        outcome["workflow_id"] = workflow_id
         result = asyncio.ensure_future(handle.result())
         while not result.done():
             await asyncio.wait({result}, timeout=_POLL)
             if not result.done():
-                summary = await handle.query(temporal.WorkflowBackfill.progress)
+                try:
+                    summary = await handle.query(temporal.WorkflowBackfill.progress)
+                except RPCError:
+                    # No worker answered in time (say, during a deploy): the bar waits
+                    # for the next poll; the workflow goes on.
+                    continue
                 progress.update(summary.delivered, _counts(summary), False)
         outcome["summary"] = result.result()
 
@@ -120,9 +126,16 @@ def run_on_temporal(args: argparse.Namespace) -> int:
         stopped = run_until_signal(follow())
     except (RuntimeError, RPCError) as exc:
         # RuntimeError: no server to connect to; RPCError: the server refused a call
-        # (an unknown namespace, a task queue it rejects, ...).
+        # (an unknown namespace, say), or stopped answering once the workflow ran.
         progress.close()
-        fail("import", f"cannot run the backfill on {args.temporal}: {exc}")
+        if "workflow_id" in outcome:
+            fail(
+                "import",
+                f"lost track of workflow {outcome['workflow_id']} on {args.temporal}: {exc}; "
+                "it goes on running on the workers",
+            )
+        else:
+            fail("import", f"cannot run the backfill on {args.temporal}: {exc}")
         return EXIT_FAILED
     except WorkflowFailureError as exc:
         progress.close()

@@ -91,9 +91,11 @@ class SqliteStore:
         self._callbacks: dict[int, Callable[[DeliveryError | None], object]] = {}
         self._hwm = 0
         self._used = 0
-        # Past ``max_bytes`` (the file's size plus what the writer has not committed yet)
-        # the spool takes no new event: overflow applies, even with room in the queue,
-        # since every event the queue takes is written too.
+        # During an outage, past ``max_bytes`` (the file's used pages plus what the writer
+        # has not committed yet) the spool takes no new event: overflow applies even with
+        # room in the queue, since every event the queue takes is written too and, with
+        # nothing delivered, each batch that spends its retries frees room for more. While
+        # the collector answers, queued events leave the file as fast as they enter it.
         self.full = False
         self._room = asyncio.Event()
         self._room.set()
@@ -153,7 +155,7 @@ class SqliteStore:
                 self._ids[id(entry)] = seq
                 self._writer.insert(seq, entry[0])
                 self._handed += len(entry[0])
-                if self._used + self._handed >= self._max_bytes:
+                if self._outage_since is not None and self._over():
                     self._set_full(True)
             return True
         handed = self._handed
@@ -164,7 +166,7 @@ class SqliteStore:
         self._writer.insert(seq, entry[0])
         self._handed = handed + size
         self._handed_disk += size
-        if self._used + self._handed >= self._max_bytes:
+        if self._outage_since is not None and self._over():
             self._set_full(True)
         self._disk_lag.append((seq, size))
         if entry[1] is not None:
@@ -173,6 +175,11 @@ class SqliteStore:
         self._counters.spooled += 1
         self._backlog.set()
         return True
+
+    def _over(self) -> bool:
+        return (
+            not self._broken and not self._closed and self._used + self._handed >= self._max_bytes
+        )
 
     def _set_full(self, full: bool) -> None:
         if full != self.full:
@@ -217,11 +224,8 @@ class SqliteStore:
         found = [pop(id(entry), None) for entry in batch]
         # None only for events accepted after the file broke.
         seqs = [s for s in found if s is not None] if None in found else cast(list[int], found)
-        if not isinstance(error, RetriesExhaustedError):
-            # Any outcome but retries running out ends the outage: the collector answered
-            # (or failed in a way no wait cures, such as TLS), so what waits out a backoff
-            # goes now, and the fresh backlog is no longer held back behind probes that
-            # will not come.
+        if error is None or isinstance(error, HTTPStatusError):
+            # The collector answers again: what waits out a backoff goes now.
             self._end_outage()
         if error is None:
             if seqs:
@@ -237,6 +241,7 @@ class SqliteStore:
             now = time.time()
             if self._outage_since is None:
                 self._outage_since = now
+                self._set_full(self._over())
             # Capped backoff with jitter, as long as the outage has lasted so far: it
             # doubles from one probe to the next, shared by every batch.
             delay = min(RETRY_CAP, max(self._backoff, now - self._outage_since))
@@ -262,6 +267,7 @@ class SqliteStore:
     def _end_outage(self) -> None:
         if self._outage_since is not None:
             self._outage_since = None
+            self._set_full(False)
             self._runs.wake()
             self._backlog.set()
 
@@ -322,6 +328,8 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        # Producers waiting for room give up on it: the client is closing.
+        self._set_full(False)
         if self._refill is not None:
             self._refill.cancel()
             await asyncio.wait({self._refill})
@@ -352,7 +360,7 @@ class SqliteStore:
         self._counters.committed += inserted
         self._used = used_bytes
         self._handed -= text_bytes
-        self._set_full(not self._broken and used_bytes + self._handed >= self._max_bytes)
+        self._set_full(self._outage_since is not None and self._over())
         lag = self._disk_lag
         while lag and lag[0][0] <= hwm:
             self._handed_disk -= lag.popleft()[1]
@@ -403,10 +411,11 @@ class SqliteStore:
             released = self._released
             gone = [released.pop(seq) for seq in range(first, last + 1) if seq in released]
             self._counters.spooled -= len(gone)
-            entries += gone
             # After close no flusher reads the queue: admitting them would strand them.
             admit = None if self._closed else self._admit
             refused = [entry for entry in entries if admit is None or not admit(entry)]
+            # Handed back by a batcher that is closing: its queue is read no more.
+            refused += gone
             if refused and self._drop is not None:
                 self._drop(refused, "spool_error")
         for _, future in self._commit_waiters:
@@ -445,7 +454,11 @@ class SqliteStore:
             # During an outage only events whose backoff ended go out, as probes; the
             # rest of the backlog waits for a success instead of churning through
             # failed attempts.
-            spans = self._runs.pick(min(space, PAGE), time.time(), self._outage_since is None)
+            # Fresh runs go too once no run waits out a backoff: the probes ended some
+            # other way (dead-lettered on a TLS failure, say), and the backlog must not
+            # wait for probes that will not come.
+            fresh_too = self._outage_since is None or self._runs.next_ready() is None
+            spans = self._runs.pick(min(space, PAGE), time.time(), fresh_too)
             if not spans:
                 # Nothing ready: sleep until the first backoff ends, or new work arrives.
                 ready = self._runs.next_ready()
