@@ -279,6 +279,29 @@ async def test_a_full_spool_makes_overflow_wait_time_out_with_room_in_the_queue(
     assert_accounted(stats)
 
 
+async def test_live_events_flow_past_the_bound_while_the_collector_answers(
+    tmp_path: Path,
+) -> None:
+    """A client that adopts a backlog larger than its spool_max_bytes, with the collector
+    up, still takes its live events: the bound refuses new events only during an outage."""
+    async with FaultServer(start_down=True) as server:
+        backlog = await leave_on_disk(server.url, tmp_path, 3000, "old")
+        await server.up()
+        client = client_for(server.url, spool=str(tmp_path), spool_max_bytes=1 << 16)
+        async with client:
+            live = await record(client, 1, "first")
+            # Adopted: the file now holds far more than its bound.
+            await eventually(lambda: client.statistics().recovered == 3000, what="adopted")
+            live += await record(client, 500, "live")
+            assert await client.flush(timeout=30) == 0
+            stats = client.statistics()
+        delivered = server.delivered_ids()
+    assert stats.recovered == 3000
+    assert stats.dropped_total == 0
+    assert sorted(delivered) == sorted(backlog + live)
+    assert_accounted(stats)
+
+
 def rows_in(directory: Path) -> int:
     """Events in the spool files of ``directory`` (read while the client runs)."""
     total = 0
