@@ -46,6 +46,11 @@ async def test_fault_matrix_delivers_every_accepted_event(scenario: Scenario) ->
     elif scenario.choreography is not None:
         assert stats.requests >= result.server_requests
         assert stats.attempts > result.server_requests
+    elif "request_timeout" in scenario.options:
+        # An attempt our own short deadline cuts may end before the server has read the
+        # request (a loaded machine, a slow turn of the loop); the client counts it as
+        # sent all the same, since it cannot tell.
+        assert result.server_requests <= stats.requests <= stats.attempts
     else:
         assert stats.requests == result.server_requests
     assert stats.attempts == stats.batches_delivered + stats.retries
