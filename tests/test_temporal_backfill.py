@@ -22,7 +22,7 @@ temporalio = pytest.importorskip("temporalio")
 from temporalio.api.enums.v1 import PendingActivityState  # noqa: E402
 from temporalio.api.workflow.v1 import PendingActivityInfo  # noqa: E402
 from temporalio.client import Client as TemporalClient  # noqa: E402
-from temporalio.client import WorkflowFailureError, WorkflowHandle  # noqa: E402
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle  # noqa: E402
 from temporalio.exceptions import ActivityError, ApplicationError  # noqa: E402
 from temporalio.testing import ActivityEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
@@ -324,7 +324,10 @@ async def _worker_past_a_heartbeat(
     """The first worker whose heartbeat, as the server has it, lies inside a chunk."""
     starts = {chunk.start for chunk in plan_chunks(backfill)}
     while True:
-        for info in (await _pending_imports(handle)).values():
+        pending = await _pending_imports(handle)
+        if not pending and (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            raise AssertionError("the backfill ended before a worker was seen mid-chunk")
+        for info in pending.values():
             details = await client.data_converter.decode(info.heartbeat_details.payloads)
             if details and details[0]["offset"] not in starts:
                 # The SDK's default worker identity is "PID@host".
@@ -353,8 +356,11 @@ async def test_backfill_survives_a_sigkilled_worker(
     # A timed-out chunk waits this long before its next attempt: the window in which the
     # test reads what the killed attempt had delivered, before anyone resends that chunk.
     policy = dataclasses.replace(temporal.DEFAULT_IMPORT_POLICY, initial_interval=3.0)
+    # Temporal sends a chunk's first heartbeat at once (its start: nothing settled yet) and
+    # the next ones at most every 0.8 x heartbeat_timeout: 3 s makes that 2.4 s, well
+    # inside a run whose chunks take several seconds, so mid-chunk heartbeats show early.
     backfill = temporal.InputBackfill(
-        files=[str(path)], chunk_bytes=1024 * 1024, heartbeat_timeout=5.0, policy=policy
+        files=[str(path)], chunk_bytes=1024 * 1024, heartbeat_timeout=3.0, policy=policy
     )
     # (last heartbeat as the server kept it, messageIds that had arrived) per killed chunk
     killed: dict[str, tuple[dict[str, Any] | None, set[str]]] = {}
