@@ -113,7 +113,7 @@ class Batcher:
     def offer(self, entry: Entry) -> int:
         """Queue ``entry`` if there is room, never waiting; returns the number of events
         now queued, or 0 if there was no room."""
-        if self._store.full or not self._admit(entry):
+        if not self._admit(entry):
             # The store may keep it (a spool, on disk); report the queue as full so
             # the producer yields to the flusher.
             return self.queue.maxsize if self._store.accept(entry, False) else 0
@@ -122,6 +122,10 @@ class Batcher:
 
     def _admit(self, entry: Entry) -> bool:
         """Put ``entry`` in the queue if there is room (also how the store refills it)."""
+        if self._drained:
+            # close() emptied the queue for good: nothing would ever take it out. The
+            # store keeps what it feeds back on disk, or reports it dropped.
+            return False
         queue = self.queue
         try:
             queue.put_nowait(entry)
@@ -150,10 +154,6 @@ class Batcher:
             # Bounded in this task (no wait_for task): the put and the check below
             # run with nothing in between, so close() cannot drain the event unseen.
             async with deadline(timeout):
-                # A full store (a spool at its size bound) takes nothing new, even with
-                # room in the queue: wait for it as for the queue.
-                while self._store.full:
-                    await self._store.not_full()
                 await self.queue.put(entry)
         except TimeoutError:
             return False

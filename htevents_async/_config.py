@@ -328,9 +328,9 @@ class Config:
 
     spool_max_bytes: int = attrs.field(default=1 << 30, validator=_int_at_least(1 << 16))
     """Most bytes the spool file may hold (used pages, dead letters included, plus what is
-    not committed yet). Past it, events the queue has no room for meet ``overflow``; during
-    an outage every new event does, even with room in the queue, since every event the
-    queue takes is written too."""
+    not committed yet) before events the queue has no room for meet ``overflow``. Events
+    the queue takes are always written, so a long outage or many dead letters can take
+    the file past it."""
 
     spool_synchronous: Literal["normal", "full"] = attrs.field(
         default="normal", validator=_synchronous

@@ -174,13 +174,6 @@ class Store(Protocol):
         """Begin feeding the queue through ``admit`` whenever ``room()`` says it has space;
         ``drop`` reports events the store can no longer keep (counted, logged, hooks)."""
 
-    #: Whether the store takes no new event, even one the queue has room for: overflow
-    #: applies to producers until it clears. (Events it feeds back are not new.)
-    full: bool
-
-    async def not_full(self) -> None:
-        """Return once :attr:`full` is false."""
-
     def accept(self, entry: Entry, queued: bool) -> bool:
         """Record an accepted entry. ``queued`` says whether the queue took it; if it did
         not, returns whether the store keeps it anyway (else overflow applies)."""

@@ -23,12 +23,6 @@ class MemoryStore:
     ) -> None:
         """Nothing to feed the queue with."""
 
-    #: Never: the queue's own bound is the only one.
-    full = False
-
-    async def not_full(self) -> None:
-        """At once: never full."""
-
     def accept(self, entry: Entry, queued: bool) -> bool:
         """Keeps only what the queue took."""
         return queued

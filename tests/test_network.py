@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import trustme
 from faultserver import FaultServer, Hang, Reset
-from support import client_for, eventually
+from support import client_for
 
 from htevents_async import Batch, DeliveryError, TLSVerificationError
 from htevents_async._collector import LocalCollector
@@ -131,46 +130,6 @@ async def test_an_untrusted_certificate_fails_the_batch_at_once(
     assert isinstance(error, TLSVerificationError)
     assert "CERTIFICATE_VERIFY_FAILED" in str(error)
     assert any("TLS certificate verification failed" in r.getMessage() for r in caplog.records)
-
-
-async def test_a_spool_backlog_meets_a_certificate_failure_instead_of_waiting(
-    ca: trustme.CA, tmp_path: Path
-) -> None:
-    """An outage leaves a backlog on disk and one batch backing off. The collector comes
-    back with a certificate the client refuses: the probe is dead-lettered at once, and
-    the backlog goes out after it and meets the same final error, rather than waiting on
-    disk for probes that will never come."""
-    loop = asyncio.get_running_loop()
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _, context: None)  # the server's failed handshakes
-    try:
-        async with FaultServer(tls=server_tls(ca), start_down=True) as server:
-            client = client_for(
-                server.url,
-                spool=str(tmp_path),
-                max_queue_size=10,
-                max_batch_size=10,
-                max_retry_time=0.1,
-            )
-            async with client:
-                for n in range(10):
-                    await client.track(user_id="1", event="e", properties={"n": n})
-                # That batch spent its retries: the outage began.
-                await eventually(lambda: client.statistics().spooled == 10, what="kept")
-                # Ten more take the queue's room; the rest wait on disk behind the probes.
-                for n in range(10, 100):
-                    await client.track(user_id="1", event="e", properties={"n": n})
-                await eventually(lambda: client.statistics().spooled == 100, what="kept")
-                await server.up()
-                await eventually(
-                    lambda: client.statistics().dead_lettered == 100, what="all dead letters"
-                )
-                stats = client.statistics()
-            await asyncio.sleep(0.1)  # the server notices the client leaving
-    finally:
-        loop.set_exception_handler(previous)
-    assert stats.spooled == 0
-    assert stats.failed == 0
 
 
 async def test_refused_connection_is_a_connect_error() -> None:

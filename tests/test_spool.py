@@ -21,10 +21,10 @@ from support import (
     fork_and_report,
 )
 
-from htevents_async import Client, ConfigError, QueueFullError, SyncClient
+from htevents_async import Client, ConfigError, SyncClient
 from htevents_async._spool import SqliteStore
 from htevents_async._spool._locks import lock_path, try_lock
-from htevents_async._spool._schema import FORMAT_VERSION, fingerprint, waiting_events
+from htevents_async._spool._schema import FORMAT_VERSION, fingerprint
 
 SPOOL_FAST = {**FAST, "max_retry_time": 0.2}
 
@@ -205,85 +205,11 @@ async def test_spool_max_bytes_applies_overflow(tmp_path: Path) -> None:
     assert_accounted(stats)
 
 
-async def test_spool_max_bytes_holds_through_an_outage_with_room_in_the_queue(
-    tmp_path: Path,
-) -> None:
-    """During an outage, batches that spend their retries go back to disk and free the
-    queue; the events that take that room are written too, so past spool_max_bytes they
-    meet overflow instead of growing the file without end."""
-    bound = 1 << 16
-    async with FaultServer(start_down=True) as server:
-        client = client_for(
-            server.url,
-            spool=str(tmp_path),
-            max_queue_size=100,
-            max_batch_size=10,
-            max_concurrent_requests=1,
-            spool_max_bytes=bound,
-            **{**SPOOL_FAST, "max_retry_time": 0.05},
-        )
-        async with client:
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 3.0
-            i = 0
-            while loop.time() < end:
-                await client.track(user_id="u", event="e", properties={"pad": "x" * 300, "i": i})
-                i += 1
-                if not i % 50:
-                    await asyncio.sleep(0.02)
-            assert await client.commit(timeout=10) == 0
-            stats = client.statistics()
-            stored = rows_in(tmp_path)
-            await client.aclose(timeout=0)
-    # Every event in the file is about 400 bytes of text: the file holds about the bound's
-    # worth, never the whole run's (thousands of events, most of them refused).
-    assert stored * 350 < 2 * bound, stored
-    assert stats.dropped.get("queue_full", 0) > 0
-    assert stats.accepted - stats.dropped_total == stored
-    assert_accounted(stats)
-
-
-async def test_a_full_spool_makes_overflow_wait_time_out_with_room_in_the_queue(
-    tmp_path: Path,
-) -> None:
-    """During an outage, with overflow="wait", a producer waits for the spool's room as
-    for the queue's."""
-    async with FaultServer(start_down=True) as server:
-        client = client_for(
-            server.url,
-            spool=str(tmp_path),
-            max_queue_size=10_000,
-            spool_max_bytes=1 << 16,
-            overflow="wait",
-            enqueue_timeout=0.2,
-            **SPOOL_FAST,
-        )
-        async with client:
-            # The outage begins once a batch has spent its retries and gone back to disk.
-            await client.track(user_id="u", event="first")
-            await eventually(lambda: client.statistics().spooled > 0, what="a batch kept")
-
-            async def fill() -> None:
-                for i in range(2000):
-                    await client.track(user_id="u", event="e", properties={"pad": "x" * 300})
-                    if not i % 100:
-                        # Let the writer report the file's size.
-                        await client.commit(timeout=10)
-
-            with pytest.raises(QueueFullError, match="spool_max_bytes"):
-                await fill()
-            stats = client.statistics()
-            assert stats.queued + stats.in_flight < 10_000
-            await client.aclose(timeout=0)
-    assert 0 < stats.accepted < 2000
-    assert_accounted(stats)
-
-
 async def test_live_events_flow_past_the_bound_while_the_collector_answers(
     tmp_path: Path,
 ) -> None:
     """A client that adopts a backlog larger than its spool_max_bytes, with the collector
-    up, still takes its live events: the bound refuses new events only during an outage."""
+    up, still takes its live events: the bound applies to events on disk only."""
     async with FaultServer(start_down=True) as server:
         backlog = await leave_on_disk(server.url, tmp_path, 3000, "old")
         await server.up()
@@ -300,18 +226,6 @@ async def test_live_events_flow_past_the_bound_while_the_collector_answers(
     assert stats.dropped_total == 0
     assert sorted(delivered) == sorted(backlog + live)
     assert_accounted(stats)
-
-
-def rows_in(directory: Path) -> int:
-    """Events in the spool files of ``directory`` (read while the client runs)."""
-    total = 0
-    for path in spool_files(directory):
-        conn = sqlite3.connect(path, isolation_level=None)
-        try:
-            total += sum(1 for _ in waiting_events(conn))
-        finally:
-            conn.close()
-    return total
 
 
 async def test_corrupt_and_future_files_are_moved_aside(

@@ -91,14 +91,6 @@ class SqliteStore:
         self._callbacks: dict[int, Callable[[DeliveryError | None], object]] = {}
         self._hwm = 0
         self._used = 0
-        # During an outage, past ``max_bytes`` (the file's used pages plus what the writer
-        # has not committed yet) the spool takes no new event: overflow applies even with
-        # room in the queue, since every event the queue takes is written too and, with
-        # nothing delivered, each batch that spends its retries frees room for more. While
-        # the collector answers, queued events leave the file as fast as they enter it.
-        self.full = False
-        self._room = asyncio.Event()
-        self._room.set()
         # Bytes of text handed to the writer and not yet committed (or skipped), of all
         # events and of disk-only ones; the latter's (sequence, bytes), in order.
         self._handed = 0
@@ -155,8 +147,6 @@ class SqliteStore:
                 self._ids[id(entry)] = seq
                 self._writer.insert(seq, entry[0])
                 self._handed += len(entry[0])
-                if self._outage_since is not None and self._over():
-                    self._set_full(True)
             return True
         handed = self._handed
         if self._broken or self._handed_disk >= LAG_HARD or self._used + handed >= self._max_bytes:
@@ -166,8 +156,6 @@ class SqliteStore:
         self._writer.insert(seq, entry[0])
         self._handed = handed + size
         self._handed_disk += size
-        if self._outage_since is not None and self._over():
-            self._set_full(True)
         self._disk_lag.append((seq, size))
         if entry[1] is not None:
             self._callbacks[seq] = entry[1]
@@ -175,23 +163,6 @@ class SqliteStore:
         self._counters.spooled += 1
         self._backlog.set()
         return True
-
-    def _over(self) -> bool:
-        return (
-            not self._broken and not self._closed and self._used + self._handed >= self._max_bytes
-        )
-
-    def _set_full(self, full: bool) -> None:
-        if full != self.full:
-            self.full = full
-            if full:
-                self._room.clear()
-            else:
-                self._room.set()
-
-    async def not_full(self) -> None:
-        """Return once the file has room again (or broke: memory only, no bound)."""
-        await self._room.wait()
 
     @property
     def behind(self) -> bool:
@@ -241,7 +212,6 @@ class SqliteStore:
             now = time.time()
             if self._outage_since is None:
                 self._outage_since = now
-                self._set_full(self._over())
             # Capped backoff with jitter, as long as the outage has lasted so far: it
             # doubles from one probe to the next, shared by every batch.
             delay = min(RETRY_CAP, max(self._backoff, now - self._outage_since))
@@ -267,7 +237,6 @@ class SqliteStore:
     def _end_outage(self) -> None:
         if self._outage_since is not None:
             self._outage_since = None
-            self._set_full(False)
             self._runs.wake()
             self._backlog.set()
 
@@ -328,8 +297,6 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
-        # Producers waiting for room give up on it: the client is closing.
-        self._set_full(False)
         if self._refill is not None:
             self._refill.cancel()
             await asyncio.wait({self._refill})
@@ -360,7 +327,6 @@ class SqliteStore:
         self._counters.committed += inserted
         self._used = used_bytes
         self._handed -= text_bytes
-        self._set_full(self._outage_since is not None and self._over())
         lag = self._disk_lag
         while lag and lag[0][0] <= hwm:
             self._handed_disk -= lag.popleft()[1]
@@ -398,8 +364,6 @@ class SqliteStore:
         and never reached it go to the queue if it has room, else meet overflow as
         ``spool_error``; those already in the file stay there for the next client."""
         self._broken = True
-        # Memory only from now on: the queue's bound is the only one, as without a spool.
-        self._set_full(False)
         self._release_pace()
         if texts:
             last = first + len(texts) - 1
@@ -454,11 +418,10 @@ class SqliteStore:
             # During an outage only events whose backoff ended go out, as probes; the
             # rest of the backlog waits for a success instead of churning through
             # failed attempts.
-            # Fresh runs go too once no run waits out a backoff: the probes ended some
-            # other way (dead-lettered on a TLS failure, say), and the backlog must not
-            # wait for probes that will not come.
-            fresh_too = self._outage_since is None or self._runs.next_ready() is None
-            spans = self._runs.pick(min(space, PAGE), time.time(), fresh_too)
+            # During an outage only events whose backoff ended go out, as probes; the
+            # rest of the backlog waits for a success instead of churning through
+            # failed attempts.
+            spans = self._runs.pick(min(space, PAGE), time.time(), self._outage_since is None)
             if not spans:
                 # Nothing ready: sleep until the first backoff ends, or new work arrives.
                 ready = self._runs.next_ready()
