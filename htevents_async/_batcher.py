@@ -141,6 +141,8 @@ class Batcher:
         return True
 
     def _room(self) -> int:
+        if self._drained:
+            return 0
         return self.queue.maxsize - self.queue.qsize()
 
     async def put(self, entry: Entry, timeout: float) -> bool:

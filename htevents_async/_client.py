@@ -572,10 +572,14 @@ class Client:
             raise ClientClosedError("the client is closed; create a new one")
         if not await batcher.put(entry, self._config.enqueue_timeout):
             config = self._config
-            spool = " or the spool at spool_max_bytes" if config.spool is not None else ""
+            spool = (
+                ", and the spool refused it (spool_max_bytes, or a stalled or failed file)"
+                if config.spool is not None
+                else ""
+            )
             raise QueueFullError(
-                f"the queue ({config.max_queue_size} events){spool} stayed full for "
-                f"enqueue_timeout ({config.enqueue_timeout} s); the event was not accepted"
+                f"the queue ({config.max_queue_size} events) stayed full for enqueue_timeout "
+                f"({config.enqueue_timeout} s){spool}; the event was not accepted"
             )
         self._counters.accepted += 1
 

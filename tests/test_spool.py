@@ -208,8 +208,9 @@ async def test_spool_max_bytes_applies_overflow(tmp_path: Path) -> None:
 async def test_live_events_flow_past_the_bound_while_the_collector_answers(
     tmp_path: Path,
 ) -> None:
-    """A client that adopts a backlog larger than its spool_max_bytes, with the collector
-    up, still takes its live events: the bound applies to events on disk only."""
+    """A client that adopts a backlog larger than its spool_max_bytes (and smaller than
+    its queue), with the collector up, still takes its live events: the bound refuses
+    only events the queue has no room for."""
     async with FaultServer(start_down=True) as server:
         backlog = await leave_on_disk(server.url, tmp_path, 3000, "old")
         await server.up()

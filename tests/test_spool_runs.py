@@ -14,10 +14,11 @@ def expand(spans: list[tuple[int, int]]) -> list[int]:
 
 # Each step is (kind, a, b, flag): "append" a new events; "defer" the next a picked to
 # later; "take" a..a+b, as a broken group does; "pick" a and read them back (the fresh
-# runs too when flag); "wake" ends the backoffs.
+# runs too when flag); "fail" picks a, takes b..b+10 and fails the read; "wake" ends the
+# backoffs.
 steps = st.lists(
     st.tuples(
-        st.sampled_from(["append", "defer", "take", "pick", "wake"]),
+        st.sampled_from(["append", "defer", "take", "pick", "fail", "wake"]),
         st.integers(1, 40),
         st.integers(0, 20),
         st.booleans(),
@@ -54,6 +55,13 @@ def test_every_sequence_is_in_exactly_one_place(program: list[tuple[str, int, in
             runs.read_done()
             waiting -= set(picked)
             gone.extend(picked)
+        elif kind == "fail":
+            # A read that fails after a broken group took part of what it picked.
+            picked = expand(runs.pick(a, 5.0, flag))
+            taken = runs.take(b, b + 10)
+            assert taken == sorted(s for s in waiting if b <= s <= b + 10)
+            waiting -= set(taken)
+            runs.read_failed()
         else:
             runs.wake()
     assert len(gone) == len(set(gone))

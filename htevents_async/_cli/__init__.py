@@ -121,8 +121,14 @@ def run() -> NoReturn:
     """
     try:
         code = main()
-    except SystemExit:
-        raise  # argparse's own exits, before any command ran
+    except SystemExit as exc:
+        if "temporalio" not in sys.modules:
+            raise  # argparse's own exits, before any command ran
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        if "temporalio" not in sys.modules:
+            raise
+        code = EXIT_INTERRUPTED
     except BaseException:
         if "temporalio" not in sys.modules:
             raise

@@ -361,7 +361,8 @@ class SqliteStore:
 
     def broken(self, first: int, texts: list[str], reason: str) -> None:
         """The file failed: memory only from now on. Events that were only to be on disk
-        and never reached it go to the queue if it has room, else meet overflow as
+        and never reached it go to the queue if it has room (never once the client is
+        closing), else meet overflow as
         ``spool_error``; those already in the file stay there for the next client."""
         self._broken = True
         self._release_pace()
@@ -415,9 +416,6 @@ class SqliteStore:
                 await asyncio.sleep(POLL)
                 continue
             self._backlog.clear()
-            # During an outage only events whose backoff ended go out, as probes; the
-            # rest of the backlog waits for a success instead of churning through
-            # failed attempts.
             # During an outage only events whose backoff ended go out, as probes; the
             # rest of the backlog waits for a success instead of churning through
             # failed attempts.
