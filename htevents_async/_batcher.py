@@ -106,7 +106,7 @@ class Batcher:
         self._drained = False
         self._envelope = transport.envelope_bytes
         self._runner = self._loop.create_task(self._run(), name="htevents_async flusher")
-        self._store.start(self._admit, self._room, self.drop)
+        self._store.start(self._feed, self._room, self.drop)
 
     # -- producers ---------------------------------------------------------
 
@@ -120,12 +120,15 @@ class Batcher:
         self._store.accept(entry, True)
         return self.queue.qsize()
 
+    def _feed(self, entry: Entry) -> bool:
+        """How the store puts events back in the queue: as :meth:`_admit`, refused once
+        close() has emptied the queue for good, since nothing would take them out. The
+        store then keeps them on disk, or reports them dropped. (Producers never get
+        here after close: the client refuses them first.)"""
+        return not self._drained and self._admit(entry)
+
     def _admit(self, entry: Entry) -> bool:
-        """Put ``entry`` in the queue if there is room (also how the store refills it)."""
-        if self._drained:
-            # close() emptied the queue for good: nothing would ever take it out. The
-            # store keeps what it feeds back on disk, or reports it dropped.
-            return False
+        """Put ``entry`` in the queue if there is room."""
         queue = self.queue
         try:
             queue.put_nowait(entry)
