@@ -467,6 +467,16 @@ async def test_import_command_runs_on_temporal(
     assert "rejected at byte" in text
 
 
+async def import_failing(path: Path, *options: str) -> tuple[int | None, str]:
+    """``htevents-async import PATH OPTIONS --no-progress``: its exit code and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "htevents_async", "import", str(path), *options, "--no-progress",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await process.communicate()
+    return process.returncode, stderr.decode()
+
+
 async def test_import_command_says_why_a_backfill_failed(
     tmp_path: Path, temporal_client: TemporalClient, temporal_address: str
 ) -> None:
@@ -476,15 +486,10 @@ async def test_import_command_says_why_a_backfill_failed(
     line = b'{"type":"track","userId":"u","event":"e"}\n'
     path.write_bytes(line * (temporal.MAX_CHUNKS + 10))
     async with LocalCollector() as collector, worker(temporal_client, collector.url) as queue:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "htevents_async", "import", str(path),
-            "--temporal", temporal_address,
-            "--task-queue", queue, "--chunk-bytes", "1", "--no-progress",
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        _, stderr = await process.communicate()
-    text = stderr.decode()
-    assert process.returncode == 1, text
+        code, text = await import_failing(
+            path, "--temporal", temporal_address, "--task-queue", queue, "--chunk-bytes", "1"
+        )
+    assert code == 1, text
     assert (
         "import: error: the backfill failed: ConfigError: InputBackfill.chunk_bytes=1 cuts" in text
     )
@@ -498,14 +503,10 @@ async def test_import_command_says_why_the_server_refused(
     stderr, no traceback, no crash as the command exits."""
     path = tmp_path / "events.ndjson"
     write_ndjson(path, 10)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "htevents_async", "import", str(path),
-        "--temporal", temporal_address, "--namespace", "no-such-namespace", "--no-progress",
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, stderr = await process.communicate()
-    text = stderr.decode()
-    assert process.returncode == 1, text
+    code, text = await import_failing(
+        path, "--temporal", temporal_address, "--namespace", "no-such-namespace"
+    )
+    assert code == 1, text
     assert f"import: error: cannot run the backfill on {temporal_address}:" in text
     assert "no-such-namespace" in text
     assert "Traceback" not in text
